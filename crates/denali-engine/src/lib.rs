@@ -1,0 +1,17 @@
+//! Execution engines for Denali guests.
+//!
+//! An engine runs guest code on a [`Cpu`] over a [`GuestMemory`] and returns an [`Exit`] when
+//! the budget is spent or the kernel must act (I/O, the virtual instructions, exceptions).
+//!
+//! Invariants: engines touch guest memory only through `GuestMemory`, whose accessors check
+//! bounds; engines run only instructions the validator of `denali-isa` accepted.
+
+mod cpu;
+mod exit;
+pub mod interp;
+mod memory;
+
+pub use cpu::{Cpu, flag, reg};
+pub use exit::{Engine, Exception, ExceptionKind, Exit};
+pub use interp::Interpreter;
+pub use memory::{GuestMemory, MemoryError, OutOfBounds};

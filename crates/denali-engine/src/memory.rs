@@ -1,0 +1,231 @@
+//! Guest physical memory: one anonymous, lazily committed mapping per VM, reached only through
+//! bounds-checked accessors. It also tracks which pages hold decoded code, so that a store to
+//! code (by the guest or by the kernel) invalidates what engines cached from it.
+
+use denali_abi::boot::{MAX_MEM_SIZE, MIN_MEM_SIZE, PAGE_SIZE};
+use memmap2::{MmapMut, MmapOptions};
+
+/// Why guest memory could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error("memory size {0} bytes is too small: the minimum is {MIN_MEM_SIZE} bytes (the register page and one page)")]
+    TooSmall(u64),
+    #[error("memory size {0} bytes is too large: the maximum is {MAX_MEM_SIZE} bytes (4 GiB less one page)")]
+    TooLarge(u64),
+    #[error("memory size {0} bytes is not a multiple of the {PAGE_SIZE}-byte page")]
+    Unaligned(u64),
+    #[error("cannot map {size} bytes of guest memory: {source}")]
+    Map { size: u64, source: std::io::Error },
+}
+
+/// A guest access that needed an address at or above the memory size. Holds the first such
+/// address, as the spec's `FAULT_ADDR` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfBounds(pub u32);
+
+/// The physical memory of one VM.
+pub struct GuestMemory {
+    map: MmapMut,
+    /// One byte per page: non-zero when an engine has cached code decoded from the page.
+    code_pages: Vec<u8>,
+    /// Pages that held cached code and have been written since the engine last looked.
+    written_code_pages: Vec<u32>,
+}
+
+impl GuestMemory {
+    /// Maps `size` bytes of zeroed memory. The host commits pages only when they are touched.
+    pub fn new(size: u64) -> Result<GuestMemory, MemoryError> {
+        if size < u64::from(MIN_MEM_SIZE) {
+            return Err(MemoryError::TooSmall(size));
+        }
+        if size > u64::from(MAX_MEM_SIZE) {
+            return Err(MemoryError::TooLarge(size));
+        }
+        if size % u64::from(PAGE_SIZE) != 0 {
+            return Err(MemoryError::Unaligned(size));
+        }
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "size <= MAX_MEM_SIZE fits in usize on every supported host"
+        )]
+        let len = size as usize;
+        let map = MmapOptions::new().len(len).map_anon().map_err(|source| MemoryError::Map { size, source })?;
+        let pages = len / PAGE_SIZE as usize;
+        Ok(GuestMemory { map, code_pages: vec![0; pages], written_code_pages: Vec::new() })
+    }
+
+    /// Size in bytes; valid addresses are `0..size()`.
+    #[inline]
+    pub fn size(&self) -> u32 {
+        #[allow(clippy::cast_possible_truncation, reason = "checked against MAX_MEM_SIZE in new")]
+        let size = self.map.len() as u32;
+        size
+    }
+
+    /// The whole of memory, for engines' fast paths and the kernel's loaders.
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        &self.map
+    }
+
+    #[inline]
+    fn range(&self, addr: u32, len: usize) -> Result<std::ops::Range<usize>, OutOfBounds> {
+        let start = addr as usize;
+        let end = start + len;
+        if end <= self.map.len() {
+            Ok(start..end)
+        } else if start >= self.map.len() {
+            Err(OutOfBounds(addr))
+        } else {
+            Err(OutOfBounds(self.size()))
+        }
+    }
+
+    /// The bytes `addr..addr+len`, or the first address outside memory.
+    #[inline]
+    pub fn bytes(&self, addr: u32, len: usize) -> Result<&[u8], OutOfBounds> {
+        let range = self.range(addr, len)?;
+        Ok(&self.map[range])
+    }
+
+    /// Up to `max` bytes starting at `addr`, fewer where memory ends: the window an instruction
+    /// decoder reads from.
+    pub fn fetch_window(&self, addr: u32, max: usize) -> Result<&[u8], OutOfBounds> {
+        let start = addr as usize;
+        if start >= self.map.len() {
+            return Err(OutOfBounds(addr));
+        }
+        let end = (start + max).min(self.map.len());
+        Ok(&self.map[start..end])
+    }
+
+    #[inline]
+    pub fn read_u8(&self, addr: u32) -> Result<u8, OutOfBounds> {
+        Ok(self.bytes(addr, 1)?[0])
+    }
+
+    #[inline]
+    pub fn read_u16(&self, addr: u32) -> Result<u16, OutOfBounds> {
+        let b = self.bytes(addr, 2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    #[inline]
+    pub fn read_u32(&self, addr: u32) -> Result<u32, OutOfBounds> {
+        let b = self.bytes(addr, 4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    #[inline]
+    pub fn read_u64(&self, addr: u32) -> Result<u64, OutOfBounds> {
+        let b = self.bytes(addr, 8)?;
+        let mut le = [0; 8];
+        le.copy_from_slice(b);
+        Ok(u64::from_le_bytes(le))
+    }
+
+    /// Writes `data` at `addr`, entirely or not at all.
+    #[inline]
+    pub fn write(&mut self, addr: u32, data: &[u8]) -> Result<(), OutOfBounds> {
+        let range = self.range(addr, data.len())?;
+        if !data.is_empty() {
+            self.note_write(range.start, range.end - 1);
+        }
+        self.map[range].copy_from_slice(data);
+        Ok(())
+    }
+
+    #[inline]
+    pub fn write_u8(&mut self, addr: u32, value: u8) -> Result<(), OutOfBounds> {
+        self.write(addr, &[value])
+    }
+
+    #[inline]
+    pub fn write_u16(&mut self, addr: u32, value: u16) -> Result<(), OutOfBounds> {
+        self.write(addr, &value.to_le_bytes())
+    }
+
+    #[inline]
+    pub fn write_u32(&mut self, addr: u32, value: u32) -> Result<(), OutOfBounds> {
+        self.write(addr, &value.to_le_bytes())
+    }
+
+    #[inline]
+    pub fn write_u64(&mut self, addr: u32, value: u64) -> Result<(), OutOfBounds> {
+        self.write(addr, &value.to_le_bytes())
+    }
+
+    /// Fills `addr..addr+len` with `byte`, entirely or not at all.
+    pub fn fill(&mut self, addr: u32, len: usize, byte: u8) -> Result<(), OutOfBounds> {
+        let range = self.range(addr, len)?;
+        if len != 0 {
+            self.note_write(range.start, range.end - 1);
+        }
+        self.map[range].fill(byte);
+        Ok(())
+    }
+
+    #[inline]
+    fn note_write(&mut self, first: usize, last: usize) {
+        let shift = PAGE_SIZE.trailing_zeros();
+        let (first_page, last_page) = (first >> shift, last >> shift);
+        for page in first_page..=last_page {
+            if self.code_pages[page] != 0 {
+                self.code_pages[page] = 0;
+                #[allow(clippy::cast_possible_truncation, reason = "page numbers of a 32-bit space fit in u32")]
+                self.written_code_pages.push(page as u32);
+            }
+        }
+    }
+
+    /// Records that an engine cached code decoded from `page`, so that writes to it are reported.
+    pub fn mark_code_page(&mut self, page: u32) {
+        self.code_pages[page as usize] = 1;
+    }
+
+    /// True when a page holding cached code was written since the last `take_written_code_pages`.
+    #[inline]
+    pub fn code_was_written(&self) -> bool {
+        !self.written_code_pages.is_empty()
+    }
+
+    /// The pages holding cached code that were written since the last call; engines drop what
+    /// they cached from them.
+    pub fn take_written_code_pages(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.written_code_pages)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_sizes() {
+        assert!(matches!(GuestMemory::new(0), Err(MemoryError::TooSmall(0))));
+        assert!(matches!(GuestMemory::new(0x1_0000_0000), Err(MemoryError::TooLarge(_))));
+        assert!(matches!(GuestMemory::new(0x2001), Err(MemoryError::Unaligned(_))));
+    }
+
+    #[test]
+    fn accesses_straddling_the_end_fault_at_the_first_byte_outside() {
+        let mut mem = GuestMemory::new(0x2000).unwrap();
+        assert_eq!(mem.read_u32(0x1FFC), Ok(0));
+        assert_eq!(mem.read_u32(0x1FFE), Err(OutOfBounds(0x2000)));
+        assert_eq!(mem.read_u8(0xFFFF_FFFF), Err(OutOfBounds(0xFFFF_FFFF)));
+        assert_eq!(mem.write_u32(0x1FFE, 0xAABBCCDD), Err(OutOfBounds(0x2000)));
+        // Nothing of a faulting write lands.
+        assert_eq!(mem.read_u16(0x1FFE), Ok(0));
+    }
+
+    #[test]
+    fn writes_to_code_pages_are_reported_once() {
+        let mut mem = GuestMemory::new(0x4000).unwrap();
+        mem.mark_code_page(2);
+        mem.write_u32(0x1FFE, 1).unwrap(); // pages 1 and 2
+        assert!(mem.code_was_written());
+        assert_eq!(mem.take_written_code_pages(), vec![2]);
+        mem.write_u32(0x2000, 1).unwrap();
+        assert!(!mem.code_was_written());
+    }
+}
