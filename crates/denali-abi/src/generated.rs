@@ -194,8 +194,8 @@ pub mod boot {
 
 /// Encodings of the virtual instructions (`virtual-instructions.txt`).
 pub mod vinsn {
-    /// `hlt`: Idle with timeout: EAX = timeout in microseconds (0xFFFFFFFF: no timeout). The VM stops until the timeout expires or an interrupt is pending and enabled. On return EAX = 1 if an interrupt is pending, 0 if the timeout expired.
+    /// `hlt`: idle with timeout. EAX = timeout in microseconds (0xFFFFFFFF: no timeout). The VM stops until the timeout expires or an interrupt is pending and enabled. On return EAX = 1 if an interrupt is pending, 0 if the timeout expired.
     pub const IDLE: &[u8] = &[0xf4];
-    /// `int`: 0xd0     Terminate: EAX = exit status. The VM ends; nothing after it runs.
+    /// `int 0xd0`: terminate. EAX = exit status. The VM ends; nothing after it runs.
     pub const TERMINATE: &[u8] = &[0xcd, 0xd0];
 }

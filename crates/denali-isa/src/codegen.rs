@@ -86,17 +86,19 @@ pub fn render_abi() -> String {
         for row in spec::VIRTUAL_INSTRUCTIONS.rows() {
             let bytes = hex_bytes(&spec::VIRTUAL_INSTRUCTIONS, &row);
             let list: Vec<String> = bytes.iter().map(|b| format!("{b:#04x}")).collect();
-            doc(out, &format!("`{}`: {}", row.cells[2], row.cells[3]));
+            doc(out, row.cells[2]);
             let _ = writeln!(out, "    pub const {}: &[u8] = &[{}];", row.cells[0], list.join(", "));
         }
     });
+    out.truncate(out.trim_end().len());
+    out.push('\n');
     out
 }
 
 /// Decodes the `bytes` column of `virtual-instructions.txt` (hex digits, no spaces).
 pub fn hex_bytes(table: &Table, row: &Row) -> Vec<u8> {
     let text = row.cells[1];
-    assert!(text.len() % 2 == 0, "isa-spec/{}:{}: odd number of hex digits", table.file, row.line);
+    assert!(text.len().is_multiple_of(2), "isa-spec/{}:{}: odd number of hex digits", table.file, row.line);
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex byte")).collect()
 }
 
@@ -129,7 +131,7 @@ pub fn render_doc_sections() -> Vec<(&'static str, String)> {
         ("status", markdown(&spec::STATUS, &["Status", "Value", "Meaning"])),
         ("interrupts", markdown(&spec::INTERRUPTS, &["Source", "Bit", "Meaning"])),
         ("exceptions", markdown(&spec::EXCEPTIONS, &["Kind", "Code", "Raised by"])),
-        ("virtual-instructions", markdown(&spec::VIRTUAL_INSTRUCTIONS, &["Name", "Bytes", "Disassembly", "Semantics"])),
+        ("virtual-instructions", markdown(&spec::VIRTUAL_INSTRUCTIONS, &["Name", "Bytes", "Semantics"])),
         ("boot", markdown(&spec::BOOT, &["Constant", "Value", "Meaning"])),
         ("excluded", markdown(&spec::EXCLUDED, &["Class", "Why it is excluded"])),
     ]

@@ -4,5 +4,6 @@
 //! Invariant: this crate does no I/O and knows nothing about VMs or engines.
 
 pub mod codegen;
+pub mod disasm;
 pub mod spec;
 pub mod validate;

@@ -27,7 +27,7 @@ table!(BLOCKS, "blocks.txt", 4);
 table!(STATUS, "status.txt", 3);
 table!(INTERRUPTS, "interrupts.txt", 3);
 table!(EXCEPTIONS, "exceptions.txt", 3);
-table!(VIRTUAL_INSTRUCTIONS, "virtual-instructions.txt", 4);
+table!(VIRTUAL_INSTRUCTIONS, "virtual-instructions.txt", 3);
 table!(BOOT, "boot.txt", 3);
 table!(FORMS, "forms.txt", 4);
 table!(EXCLUDED, "excluded.txt", 2);

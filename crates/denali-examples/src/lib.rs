@@ -1,0 +1,121 @@
+//! The example Denali guests of `guests/`, built for i586 by this crate's build script and
+//! bundled as ELF images, each with the output and exit status a correct run produces.
+//!
+//! The compute guests' expected checksums are computed on the host by the same `kernels` crate
+//! the guests run, so a mismatch means the engine ran the guest wrong, not that a constant went
+//! stale. Computing one costs what the kernel costs natively (well under a second in release,
+//! a few seconds in an unoptimised build).
+//!
+//! ```no_run
+//! let sieve = denali_examples::find("sieve").unwrap();
+//! assert_eq!(&sieve.elf[..4], b"\x7fELF");
+//! let expected = (sieve.expected_output.unwrap())();
+//! assert!(expected.starts_with("sieve: "));
+//! ```
+
+/// Guest memory size [`Example::expected_output`] assumes for guests whose output depends on
+/// it: the kernel's default of 16 MiB.
+pub const DEFAULT_MEM_SIZE: u32 = 16 << 20;
+
+/// One bundled example guest.
+#[derive(Debug, Clone, Copy)]
+pub struct Example {
+    /// Short name: the guest binary's name in `guests/examples`.
+    pub name: &'static str,
+    /// One line on what the guest does.
+    pub description: &'static str,
+    /// The ELF image (ELF32, EM_386, ET_EXEC, statically linked, loading at 1 MiB).
+    pub elf: &'static [u8],
+    /// Computes the exact console output of a correct run, or `None` if it cannot be known in
+    /// advance. Output that depends on the VM (the `hello` guest prints its VM id and memory
+    /// size) is given for VM 0 with [`DEFAULT_MEM_SIZE`] of memory; see [`hello_output`] for
+    /// other VMs.
+    pub expected_output: Option<fn() -> String>,
+    /// Exit status of a correct run.
+    pub expected_exit: u32,
+}
+
+macro_rules! image {
+    ($name:literal) => {
+        include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".elf"))
+    };
+}
+
+/// The console output of a compute guest: `<name>: <checksum in hex>\n`.
+fn kernel_output(name: &str) -> String {
+    let kernel = kernels::ALL.iter().find(|k| k.name == name).expect("every compute guest has a kernel");
+    format!("{name}: {:x}\n", (kernel.run)())
+}
+
+/// The output of the `hello` guest running as VM `vm_id` with `mem_size` bytes of memory.
+pub fn hello_output(vm_id: u32, mem_size: u32) -> String {
+    const MIB: u32 = 1 << 20;
+    let size =
+        if mem_size & (MIB - 1) == 0 { format!("{} MiB", mem_size / MIB) } else { format!("{} KiB", mem_size / 1024) };
+    format!("Hello from a Denali guest!\nHello from Denali VM {vm_id} with {size} of memory\n")
+}
+
+/// Every bundled example: `hello` first, then one guest per compute kernel.
+pub const ALL: &[Example] = &[
+    Example {
+        name: "hello",
+        description: "Greets and prints its VM id and memory size",
+        elf: image!("hello"),
+        expected_output: Some(|| hello_output(0, DEFAULT_MEM_SIZE)),
+        expected_exit: 0,
+    },
+    Example {
+        name: "sieve",
+        description: "Segmented sieve of Eratosthenes up to 25,000,000",
+        elf: image!("sieve"),
+        expected_output: Some(|| kernel_output("sieve")),
+        expected_exit: 0,
+    },
+    Example {
+        name: "crc32",
+        description: "Table-driven CRC-32 of 24 MiB of generated data",
+        elf: image!("crc32"),
+        expected_output: Some(|| kernel_output("crc32")),
+        expected_exit: 0,
+    },
+    Example {
+        name: "sha256",
+        description: "SHA-256 of 3 MiB of generated data",
+        elf: image!("sha256"),
+        expected_output: Some(|| kernel_output("sha256")),
+        expected_exit: 0,
+    },
+    Example {
+        name: "quicksort",
+        description: "Quicksort of 20 LCG-generated arrays of 64Ki u32",
+        elf: image!("quicksort"),
+        expected_output: Some(|| kernel_output("quicksort")),
+        expected_exit: 0,
+    },
+    Example {
+        name: "fib",
+        description: "Naive doubly-recursive Fibonacci up to fib(34)",
+        elf: image!("fib"),
+        expected_output: Some(|| kernel_output("fib")),
+        expected_exit: 0,
+    },
+    Example {
+        name: "matmul",
+        description: "24 chained 128x128 wrapping u32 matrix multiplications",
+        elf: image!("matmul"),
+        expected_output: Some(|| kernel_output("matmul")),
+        expected_exit: 0,
+    },
+    Example {
+        name: "bignum",
+        description: "12000! with 32-bit limbs",
+        elf: image!("bignum"),
+        expected_output: Some(|| kernel_output("bignum")),
+        expected_exit: 0,
+    },
+];
+
+/// The example called `name`.
+pub fn find(name: &str) -> Option<&'static Example> {
+    ALL.iter().find(|e| e.name == name)
+}

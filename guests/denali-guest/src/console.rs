@@ -1,0 +1,136 @@
+//! Console output (`isa-spec/ports.txt`): `CONSOLE_WRITE` with a BUFFER request block.
+//!
+//! Every OUT is an exit to the kernel, the costliest thing a guest does, so output is batched:
+//! [`Console::write_str`] sends a whole string in one OUT, and [`print!`](crate::print) formats
+//! into a small stack buffer first so that a typical line costs a single OUT.
+
+use core::fmt;
+
+use denali_abi::{block::buffer, port, status};
+
+/// A BUFFER request block (`isa-spec/blocks.txt`); the kernel wants it 4-byte aligned.
+#[repr(C, align(4))]
+struct BufferBlock {
+    addr: u32,
+    len: u32,
+    status: u32,
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<BufferBlock>() == buffer::SIZE as usize);
+    assert!(core::mem::offset_of!(BufferBlock, addr) == buffer::ADDR as usize);
+    assert!(core::mem::offset_of!(BufferBlock, len) == buffer::LEN as usize);
+    assert!(core::mem::offset_of!(BufferBlock, status) == buffer::STATUS as usize);
+};
+
+/// Writes one byte with `CONSOLE_PUTC`.
+#[inline]
+pub fn putc(byte: u8) {
+    // SAFETY: a 32-bit OUT to a console port has no effect on guest memory or the stack.
+    unsafe {
+        core::arch::asm!("out dx, eax", in("dx") port::CONSOLE_PUTC, in("eax") u32::from(byte),
+            options(nomem, nostack, preserves_flags));
+    }
+}
+
+/// Writes `bytes` with one `CONSOLE_WRITE`. Returns the status the kernel wrote into the block.
+pub fn write_bytes(bytes: &[u8]) -> u32 {
+    if bytes.is_empty() {
+        // A zero length is BAD_LEN; there is nothing to send anyway.
+        return status::OK;
+    }
+    let mut block = BufferBlock { addr: bytes.as_ptr() as usize as u32, len: bytes.len() as u32, status: 0 };
+    let block_ptr = &raw mut block;
+    // SAFETY: the block is aligned, lives on the stack (outside page 0) and names a live buffer;
+    // the kernel reads the buffer and writes only the block's status field. The asm is not
+    // `nomem`, so the compiler has stored the block before and reloads the status after.
+    unsafe {
+        core::arch::asm!("out dx, eax", in("dx") port::CONSOLE_WRITE, in("eax") block_ptr,
+            options(nostack, preserves_flags));
+        core::ptr::read_volatile(&raw const (*block_ptr).status)
+    }
+}
+
+/// The console as a [`fmt::Write`] sink.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Console;
+
+impl fmt::Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        match write_bytes(s.as_bytes()) {
+            status::OK => Ok(()),
+            // The spec gives the console no length limit, but a kernel may still refuse a long
+            // buffer; byte-at-a-time output always works.
+            status::BAD_LEN => {
+                s.bytes().for_each(putc);
+                Ok(())
+            }
+            _ => Err(fmt::Error),
+        }
+    }
+}
+
+/// Collects formatted output into a stack buffer and sends it in as few OUTs as possible.
+struct Batch {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Batch {
+    fn flush(&mut self) -> fmt::Result {
+        // A long string may be split mid-character across two flushes; the console writes
+        // bytes, not text, so that is harmless.
+        let result = match write_bytes(&self.buf[..self.len]) {
+            status::OK => Ok(()),
+            status::BAD_LEN => {
+                self.buf[..self.len].iter().copied().for_each(putc);
+                Ok(())
+            }
+            _ => Err(fmt::Error),
+        };
+        self.len = 0;
+        result
+    }
+}
+
+impl fmt::Write for Batch {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut bytes = s.as_bytes();
+        while !bytes.is_empty() {
+            if self.len == self.buf.len() {
+                self.flush()?;
+            }
+            let n = bytes.len().min(self.buf.len() - self.len);
+            self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+            self.len += n;
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+}
+
+#[doc(hidden)]
+pub fn _print(args: fmt::Arguments<'_>) {
+    // A constant string needs no buffering: send it as it is.
+    if let Some(s) = args.as_str() {
+        let _ = fmt::Write::write_str(&mut Console, s);
+        return;
+    }
+    let mut batch = Batch { buf: [0; 256], len: 0 };
+    // Console errors have nowhere to be reported; like std's print!, carry on.
+    let _ = fmt::write(&mut batch, args);
+    let _ = batch.flush();
+}
+
+/// Prints to the Denali console, like `std::print!`.
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::console::_print(::core::format_args!($($arg)*)) };
+}
+
+/// Prints a line to the Denali console, like `std::println!`.
+#[macro_export]
+macro_rules! println {
+    () => { $crate::console::_print(::core::format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::console::_print(::core::format_args!("{}\n", ::core::format_args!($($arg)*))) };
+}
