@@ -41,7 +41,7 @@ impl GuestMemory {
         if size > u64::from(MAX_MEM_SIZE) {
             return Err(MemoryError::TooLarge(size));
         }
-        if size % u64::from(PAGE_SIZE) != 0 {
+        if !size.is_multiple_of(u64::from(PAGE_SIZE)) {
             return Err(MemoryError::Unaligned(size));
         }
         #[allow(

@@ -5,8 +5,10 @@
 //! The copies and fills are `rep movs`/`rep stos` in inline assembly, for two reasons: written
 //! as Rust loops, the compiler could recognise the loop as a memcpy and compile it into a call
 //! to itself; and one string instruction is one decode for an interpreter. The ABI guarantees
-//! DF clear on entry and requires it clear on return. LLVM reserves ESI on x86-32, so the
-//! copies swap their source pointer into it by hand and restore it afterwards.
+//! DF clear on entry and requires it clear on return. Rust does not let inline assembly name ESI
+//! on x86-32 (LLVM may use it as a base pointer), so the copies swap their source pointer into it
+//! by hand and restore it afterwards. The swapped operands are pinned to named registers:
+//! a `reg` operand may itself be allocated to ESI, and the swap would then destroy it.
 
 use core::arch::asm;
 
@@ -17,13 +19,13 @@ pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut
     // SAFETY: the caller guarantees both ranges are valid; dwords first, then the 0-3 byte tail.
     unsafe {
         asm!(
-            "xchg esi, {src}",
+            "xchg esi, eax",
             "rep movsd",
-            "mov ecx, {tail}",
+            "mov ecx, edx",
             "rep movsb",
-            "mov esi, {src}",
-            src = inout(reg) src => _,
-            tail = in(reg) n & 3,
+            "mov esi, eax",
+            inout("eax") src => _,
+            in("edx") n & 3,
             inout("ecx") n >> 2 => _,
             inout("edi") dest => _,
             options(nostack, preserves_flags),
@@ -45,12 +47,12 @@ pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mu
     // copy backwards, from the last byte, with DF set only for the duration of the copy.
     unsafe {
         asm!(
-            "xchg esi, {src}",
+            "xchg esi, eax",
             "std",
             "rep movsb",
             "cld",
-            "mov esi, {src}",
-            src = inout(reg) src.wrapping_add(n).wrapping_sub(1) => _,
+            "mov esi, eax",
+            inout("eax") src.wrapping_add(n).wrapping_sub(1) => _,
             inout("ecx") n => _,
             inout("edi") dest.wrapping_add(n).wrapping_sub(1) => _,
             options(nostack),

@@ -1,0 +1,173 @@
+//! The command line: subcommands, options, and the parsers for sizes and addresses.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use denali_abi::boot::{MAX_MEM_SIZE, MIN_MEM_SIZE, PAGE_SIZE};
+use denali_kernel::size::format_size;
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0-255  run: the guest terminated; the status is its exit status & 0xFF
+  1      an error of the host (for example, writing the console output failed)
+  2      bad usage or bad input: unknown option, bad value, missing or malformed image file
+  3      check: the image contains instructions outside the Denali subset
+  124    run: stopped by --max-instructions
+  125    run: guest fault (an exception with no handler, a double fault, or an idle with no
+         timeout that nothing can wake); a diagnostic goes to stderr";
+
+/// Runs, checks and disassembles Denali guests.
+#[derive(Debug, Parser)]
+#[command(name = "denali", version, after_long_help = EXIT_CODES)]
+#[command(long_about = "Runs, checks and disassembles Denali guests: 32-bit x86 programs for the Denali \
+isolation kernel, each in its own VM with flat physical memory, a virtual-register page at address 0 and \
+devices reached by IN and OUT.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs a guest in a new VM; its console goes to stdout.
+    #[command(after_long_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// Checks every executable segment of an image against the Denali instruction subset.
+    #[command(after_long_help = EXIT_CODES)]
+    Check(ImageArgs),
+    /// Disassembles every executable segment of an image, marking instructions outside the subset.
+    #[command(after_long_help = EXIT_CODES)]
+    Disasm(ImageArgs),
+    /// Lists the bundled example guests.
+    Examples,
+}
+
+/// Where the image comes from: exactly one of IMAGE, --example and --flat.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["image", "example", "flat"])))]
+pub struct ImageArgs {
+    /// An ELF32 executable (little-endian, EM_386, ET_EXEC, statically linked); segments load at their
+    /// physical address (p_paddr).
+    #[arg(value_name = "IMAGE")]
+    pub image: Option<PathBuf>,
+    /// A bundled example guest (see `denali examples`).
+    #[arg(long, value_name = "NAME")]
+    pub example: Option<String>,
+    /// A raw image: the whole file is loaded at --load and is executable.
+    #[arg(long, value_name = "FILE", requires = "load")]
+    pub flat: Option<PathBuf>,
+    /// Load address of the --flat image (decimal or 0x hex), at least 0x1000.
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr, requires = "flat")]
+    pub load: Option<u32>,
+    /// Entry point of the --flat image (decimal or 0x hex); defaults to the load address.
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr, requires = "flat")]
+    pub entry: Option<u32>,
+}
+
+/// The execution engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineKind {
+    /// The portable interpreter.
+    Interp,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub source: ImageArgs,
+    /// Guest memory size: bytes, or with a K, M or G suffix (KiB, MiB, GiB). A multiple of 4 KiB from
+    /// 8K to 4G less 4K.
+    #[arg(long, value_name = "SIZE", value_parser = parse_mem, default_value = "16M")]
+    pub mem: u32,
+    /// The execution engine.
+    #[arg(long, value_enum, default_value_t = EngineKind::Interp)]
+    pub engine: EngineKind,
+    /// Stop once this many instructions have retired (exit status 124).
+    #[arg(long, value_name = "N")]
+    pub max_instructions: Option<u64>,
+    /// Trace every instruction to stderr (slow).
+    #[arg(long)]
+    pub trace: bool,
+    /// Trace every instruction to FILE instead of stderr (slow).
+    #[arg(long, value_name = "FILE")]
+    pub trace_file: Option<PathBuf>,
+    /// Write the final CPU state and why the guest stopped to FILE as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub dump_state: Option<PathBuf>,
+}
+
+/// Parses a memory size: `16777216`, `16M`, `16MiB`, `8k`, `1G`.
+pub fn parse_mem(text: &str) -> Result<u32, String> {
+    let trimmed = text.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    let (digits, unit) =
+        [("kib", 1u64 << 10), ("mib", 1 << 20), ("gib", 1 << 30), ("k", 1 << 10), ("m", 1 << 20), ("g", 1 << 30)]
+            .iter()
+            .find_map(|(suffix, unit)| lower.strip_suffix(suffix).map(|d| (d.trim_end(), *unit)))
+            .unwrap_or((lower.as_str(), 1));
+    let count: u64 =
+        digits.parse().map_err(|_| format!("'{text}' is not a memory size (bytes, or a number with K, M or G)"))?;
+    let bytes = count
+        .checked_mul(unit)
+        .ok_or_else(|| format!("{text} is too large: the maximum is {}", format_size(MAX_MEM_SIZE.into())))?;
+    if bytes == 0 {
+        return Err("memory size 0 is too small: the minimum is 8 KiB".to_owned());
+    }
+    if bytes % u64::from(PAGE_SIZE) != 0 {
+        return Err(format!("{text} is not a multiple of the 4 KiB page"));
+    }
+    if bytes < u64::from(MIN_MEM_SIZE) {
+        return Err(format!("{text} is too small: the minimum is {}", format_size(MIN_MEM_SIZE.into())));
+    }
+    u32::try_from(bytes).ok().filter(|b| *b <= MAX_MEM_SIZE).ok_or_else(|| {
+        format!("{text} is too large: the maximum is 4 GiB less 4 KiB ({})", format_size(MAX_MEM_SIZE.into()))
+    })
+}
+
+/// Parses an address: decimal, or hex with a `0x` prefix.
+pub fn parse_addr(text: &str) -> Result<u32, String> {
+    let trimmed = text.trim();
+    let parsed = match trimmed.strip_prefix("0x").or_else(|| trimmed.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => trimmed.parse(),
+    };
+    parsed.map_err(|_| format!("'{text}' is not a 32-bit address (decimal, or hex with 0x)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_mem("16M"), Ok(16 << 20));
+        assert_eq!(parse_mem("16m"), Ok(16 << 20));
+        assert_eq!(parse_mem("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_mem("8k"), Ok(8192));
+        assert_eq!(parse_mem("8 KiB"), Ok(8192));
+        assert_eq!(parse_mem("1G"), Ok(1 << 30));
+        assert_eq!(parse_mem("65536"), Ok(65536));
+        assert_eq!(parse_mem("4194300K"), Ok(MAX_MEM_SIZE));
+        for bad in ["0", "12345", "5G", "4G", "abc", "4K", "", "M", "-8K", "99999999999999999999G"] {
+            let err = parse_mem(bad).unwrap_err();
+            assert!(!err.contains('\n'), "{err}");
+        }
+        assert!(parse_mem("12345").unwrap_err().contains("12345"));
+        assert!(parse_mem("5G").unwrap_err().contains("5G"));
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(parse_addr("0x1000"), Ok(0x1000));
+        assert_eq!(parse_addr("4096"), Ok(4096));
+        assert_eq!(parse_addr("0XFFFFFFFF"), Ok(u32::MAX));
+        assert!(parse_addr("0x100000000").is_err());
+        assert!(parse_addr("zz").is_err());
+    }
+
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,15 @@
+//! `denali examples`: the bundled example guests, one per line.
+
+use std::io::Write;
+
+use crate::error::Failure;
+
+pub fn examples() -> Result<u8, Failure> {
+    let width = denali_examples::ALL.iter().map(|e| e.name.len()).max().unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    for example in denali_examples::ALL {
+        writeln!(out, "{:<width$}  {}", example.name, example.description)
+            .map_err(|e| Failure::host(format!("writing to stdout: {e}")))?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,191 @@
+//! Decoded blocks and their cache.
+//!
+//! A block is a run of pre-decoded instructions ending at a control transfer, an exiting
+//! instruction, an invalid instruction or a length limit. Blocks are found by start address
+//! through a direct-mapped table in front of a hash map. Every page a block's bytes touch is
+//! marked in `GuestMemory`; a store to such a page drops all blocks of that page.
+
+use super::control;
+use super::decode::{fault_op, translate};
+use super::machine::Op;
+use crate::GuestMemory;
+use denali_abi::boot::PAGE_SIZE;
+use iced_x86::{Code, DecoderError};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Longest block, in instructions.
+const MAX_BLOCK: usize = 64;
+/// Entries of the direct-mapped lookup table (a power of two).
+const FAST_SLOTS: usize = 4096;
+/// Marks an empty fast-table entry: no instruction starts at 0xFFFF_FFFF (memory is smaller).
+const EMPTY: u32 = u32::MAX;
+const PAGE_SHIFT: u32 = PAGE_SIZE.trailing_zeros();
+
+/// A hasher for `u32` keys: one multiply.
+#[derive(Default)]
+pub(crate) struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = u64::from(v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type AddrMap<V> = HashMap<u32, V, BuildHasherDefault<AddrHasher>>;
+
+pub(crate) struct Block {
+    pub ops: Box<[Op]>,
+    /// Where execution continues after the last op when it falls through.
+    pub end: u32,
+}
+
+pub(crate) struct Cache {
+    blocks: Vec<Option<Block>>,
+    free: Vec<u32>,
+    map: AddrMap<u32>,
+    fast: Box<[(u32, u32)]>,
+    by_page: AddrMap<Vec<u32>>,
+}
+
+impl Default for Cache {
+    fn default() -> Cache {
+        Cache {
+            blocks: Vec::new(),
+            free: Vec::new(),
+            map: AddrMap::default(),
+            fast: vec![(EMPTY, 0); FAST_SLOTS].into_boxed_slice(),
+            by_page: AddrMap::default(),
+        }
+    }
+}
+
+#[inline(always)]
+fn fast_index(eip: u32) -> usize {
+    ((eip ^ (eip >> 12)) as usize) & (FAST_SLOTS - 1)
+}
+
+impl Cache {
+    /// The slot of the block starting at `eip`, decoding it if needed.
+    #[inline]
+    pub fn lookup(&mut self, eip: u32, mem: &mut GuestMemory) -> u32 {
+        let fi = fast_index(eip);
+        let (key, slot) = self.fast[fi];
+        if key == eip {
+            return slot;
+        }
+        let slot = match self.map.get(&eip) {
+            Some(s) => *s,
+            None => self.insert(eip, mem),
+        };
+        self.fast[fi] = (eip, slot);
+        slot
+    }
+
+    #[inline(always)]
+    pub fn block(&self, slot: u32) -> &Block {
+        match &self.blocks[slot as usize] {
+            Some(b) => b,
+            None => unreachable!("the lookup tables only name live blocks"),
+        }
+    }
+
+    fn insert(&mut self, eip: u32, mem: &mut GuestMemory) -> u32 {
+        let (block, last_byte) = decode_block(eip, mem);
+        for page in (eip >> PAGE_SHIFT)..=(last_byte >> PAGE_SHIFT) {
+            if u64::from(page) << PAGE_SHIFT < u64::from(mem.size()) {
+                mem.mark_code_page(page);
+                self.by_page.entry(page).or_default().push(eip);
+            }
+        }
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.blocks[s as usize] = Some(block);
+                s
+            }
+            None => {
+                self.blocks.push(Some(block));
+                #[allow(clippy::cast_possible_truncation, reason = "fewer blocks than addresses")]
+                let s = (self.blocks.len() - 1) as u32;
+                s
+            }
+        };
+        self.map.insert(eip, slot);
+        slot
+    }
+
+    /// Drops every block decoded from `pages`.
+    pub fn invalidate(&mut self, pages: &[u32]) {
+        for page in pages {
+            let Some(starts) = self.by_page.remove(page) else { continue };
+            for eip in starts {
+                if let Some(slot) = self.map.remove(&eip) {
+                    self.blocks[slot as usize] = None;
+                    self.free.push(slot);
+                    let fi = fast_index(eip);
+                    if self.fast[fi].0 == eip {
+                        self.fast[fi] = (EMPTY, 0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Decodes the block at `start`, which lies inside memory. Returns it with the address of the
+/// last byte its decoding depended on.
+fn decode_block(start: u32, mem: &GuestMemory) -> (Block, u32) {
+    let mut ops = Vec::new();
+    let mut ip = start;
+    let mut last_byte = start;
+    loop {
+        let window = match mem.fetch_window(ip, 15) {
+            Ok(w) => w,
+            Err(e) => {
+                ops.push(fault_op(ip, 0, control::fetch_fault, e.0));
+                break;
+            }
+        };
+        #[allow(clippy::cast_possible_truncation, reason = "at most 15")]
+        let wlen = window.len() as u32;
+        let mut decoder = denali_isa::validate::decoder(window, ip);
+        let ins = decoder.decode();
+        if ins.code() == Code::INVALID {
+            last_byte = ip + wlen - 1;
+            if decoder.last_error() == DecoderError::NoMoreBytes {
+                ops.push(fault_op(ip, 0, control::fetch_fault, ip + wlen));
+            } else {
+                ops.push(fault_op(ip, 0, control::invalid, 0));
+            }
+            break;
+        }
+        #[allow(clippy::cast_possible_truncation, reason = "at most 15")]
+        let len = ins.len() as u32;
+        last_byte = ip + len - 1;
+        let translated = if super::validator_accepts(&ins) { translate(&ins) } else { None };
+        match translated {
+            Some((op, ends)) => {
+                ops.push(op);
+                ip += len;
+                if ends || ops.len() >= MAX_BLOCK {
+                    break;
+                }
+            }
+            None => {
+                #[allow(clippy::cast_possible_truncation, reason = "at most 15")]
+                ops.push(fault_op(ip, len as u8, control::invalid, 0));
+                break;
+            }
+        }
+    }
+    let end = ops.last().map_or(start, |o| o.next);
+    (Block { ops: ops.into_boxed_slice(), end }, last_byte)
+}

@@ -1,0 +1,89 @@
+//! String instructions with and without REP, both directions, REPE/REPNE termination.
+mod common;
+use common::*;
+use denali_engine::reg::*;
+use iced_x86::code_asm::*;
+
+#[test]
+fn rep_movsb_forward_and_counts_each_iteration() {
+    let mut vm = Vm::asm(|a| {
+        a.mov(esi, DATA)?;
+        a.mov(edi, DATA + 0x100)?;
+        a.mov(ecx, 5)?;
+        a.rep().movsb()?;
+        a.int(0xd0)
+    });
+    vm.mem.write(DATA, b"hello").unwrap();
+    vm.finish();
+    assert_eq!(vm.mem.bytes(DATA + 0x100, 5).unwrap(), b"hello");
+    assert_eq!((vm.reg(ESI), vm.reg(EDI), vm.reg(ECX)), (DATA + 5, DATA + 0x105, 0));
+    assert_eq!(vm.cpu.instructions, 3 + 5);
+}
+
+#[test]
+fn rep_with_zero_count_retires_once_and_does_nothing() {
+    let vm = run(|a| {
+        a.mov(edi, DATA)?;
+        a.xor(ecx, ecx)?;
+        a.mov(eax, 0xFFFF_FFFFu32)?;
+        a.rep().stosd()?;
+        a.int(0xd0)
+    });
+    assert_eq!(vm.u32_at(DATA), 0);
+    assert_eq!(vm.reg(EDI), DATA);
+    assert_eq!(vm.cpu.instructions, 4);
+}
+
+#[test]
+fn stos_lods_backwards_with_df() {
+    let vm = run(|a| {
+        a.std()?;
+        a.mov(edi, DATA + 8)?;
+        a.mov(ecx, 3)?;
+        a.mov(eax, 0x1122_3344)?;
+        a.rep().stosd()?; // DATA+8, +4, +0
+        a.mov(esi, DATA + 4)?;
+        a.lodsw()?; // AX = 0x3344, ESI = DATA + 2
+        a.cld()?;
+        a.stosb()?; // single: [EDI = DATA - 4] = 0x44
+        a.int(0xd0)
+    });
+    assert_eq!(vm.u32_at(DATA), 0x1122_3344);
+    assert_eq!(vm.u32_at(DATA + 8), 0x1122_3344);
+    assert_eq!(vm.reg(ESI), DATA + 2);
+    assert_eq!(vm.reg(EDI), DATA - 3);
+    assert_eq!(vm.mem.read_u8(DATA - 4).unwrap(), 0x44);
+}
+
+#[test]
+fn repe_cmpsb_stops_at_the_first_difference() {
+    let mut vm = Vm::asm(|a| {
+        a.mov(esi, DATA)?;
+        a.mov(edi, DATA + 0x100)?;
+        a.mov(ecx, 10)?;
+        a.repe().cmpsb()?;
+        a.int(0xd0)
+    });
+    vm.mem.write(DATA, b"abcdXfghij").unwrap();
+    vm.mem.write(DATA + 0x100, b"abcdYfghij").unwrap();
+    vm.finish();
+    // Five comparisons, the last unequal ('X' - 'Y' borrows).
+    assert_eq!((vm.reg(ECX), vm.reg(ESI)), (5, DATA + 5));
+    assert_eq!(vm.flags() & (ZF | CF), CF);
+    assert_eq!(vm.cpu.instructions, 3 + 5);
+}
+
+#[test]
+fn repne_scasb_finds_a_byte() {
+    let mut vm = Vm::asm(|a| {
+        a.mov(edi, DATA)?;
+        a.mov(ecx, 100)?;
+        a.mov(al, 0)?;
+        a.repne().scasb()?;
+        a.int(0xd0)
+    });
+    vm.mem.write(DATA, b"strlen\0").unwrap();
+    vm.finish();
+    assert_eq!((vm.reg(ECX), vm.reg(EDI)), (93, DATA + 7));
+    assert_ne!(vm.flags() & ZF, 0);
+}
