@@ -130,7 +130,7 @@ pub mod status {
     pub const OK: u32 = 0;
     /// A buffer lies (partly) outside guest memory or in page 0.
     pub const BAD_ADDR: u32 = 1;
-    /// A length is zero, too large for the device, or not what the operation needs.
+    /// A length is too large for the device, or not what the operation needs.
     pub const BAD_LEN: u32 = 2;
     /// Unknown operation code.
     pub const BAD_OP: u32 = 3;
@@ -172,7 +172,7 @@ pub mod exception {
     pub const MEMORY: u32 = 3;
     /// INT3 (x86 #BP). The frame's return address is the instruction after INT3.
     pub const BREAKPOINT: u32 = 4;
-    /// IN or OUT to a port not in ports.txt, with a width other than 32 bits, or with a bad request block.
+    /// IN or OUT through DX to a port not in ports.txt or in the wrong direction, or OUT with a request block that is misaligned, in page 0 or outside memory. (The imm8 forms name their port in the instruction: an unknown one is INVALID.)
     pub const PORT: u32 = 5;
 }
 

@@ -6,7 +6,12 @@ use iced_x86::code_asm::*;
 
 /// Runs `body` after loading EAX and EBX, with the status flags first set to `flags_in`,
 /// and returns (EAX, status flags).
-fn binop(eax_in: u32, ebx_in: u32, flags_in: u32, body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> (u32, u32) {
+fn binop(
+    eax_in: u32,
+    ebx_in: u32,
+    flags_in: u32,
+    body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
+) -> (u32, u32) {
     let vm = run(|a| {
         a.push(flags_in)?;
         a.popfd()?;

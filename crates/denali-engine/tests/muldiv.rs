@@ -81,9 +81,24 @@ fn expect_divide(body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
 #[test]
 fn divide_errors_change_nothing() {
     // div by zero: mov eax,5 (5) ; xor ecx,ecx (2) ; div ecx
-    expect_divide(|a| { a.mov(eax, 5)?; a.xor(ecx, ecx)?; a.div(ecx) }, 7);
+    expect_divide(
+        |a| {
+            a.mov(eax, 5)?;
+            a.xor(ecx, ecx)?;
+            a.div(ecx)
+        },
+        7,
+    );
     // quotient overflow: EDX:EAX = 0x10_00000000 / 16 = 2^32
-    expect_divide(|a| { a.mov(edx, 16)?; a.xor(eax, eax)?; a.mov(ecx, 16)?; a.div(ecx) }, 12);
+    expect_divide(
+        |a| {
+            a.mov(edx, 16)?;
+            a.xor(eax, eax)?;
+            a.mov(ecx, 16)?;
+            a.div(ecx)
+        },
+        12,
+    );
     // INT_MIN / -1
     let mut vm = Vm::asm(|a| {
         a.mov(eax, 0x8000_0000u32)?;
@@ -99,7 +114,21 @@ fn divide_errors_change_nothing() {
     assert_eq!(vm.flags() & CF, CF);
     assert_eq!(vm.cpu.instructions, 4);
     // 8-bit: AX = 0x100 / 1 = 256 does not fit in AL.
-    expect_divide(|a| { a.mov(eax, 0x100)?; a.mov(cl, 1)?; a.div(cl) }, 7);
+    expect_divide(
+        |a| {
+            a.mov(eax, 0x100)?;
+            a.mov(cl, 1)?;
+            a.div(cl)
+        },
+        7,
+    );
     // idiv 8-bit: -128 / -1.
-    expect_divide(|a| { a.mov(eax, 0xFF80)?; a.mov(cl, 0xFF)?; a.idiv(cl) }, 7);
+    expect_divide(
+        |a| {
+            a.mov(eax, 0xFF80)?;
+            a.mov(cl, 0xFF)?;
+            a.idiv(cl)
+        },
+        7,
+    );
 }

@@ -26,8 +26,14 @@ fn measure(name: &str, code: &[u8]) -> f64 {
 fn sieve() -> Vec<u8> {
     const N: u32 = 1_000_000;
     assemble(|a| {
-        let (mut rep_top, mut outer, mut inner, mut next, mut done, mut count) =
-            (a.create_label(), a.create_label(), a.create_label(), a.create_label(), a.create_label(), a.create_label());
+        let (mut rep_top, mut outer, mut inner, mut next, mut done, mut count) = (
+            a.create_label(),
+            a.create_label(),
+            a.create_label(),
+            a.create_label(),
+            a.create_label(),
+            a.create_label(),
+        );
         a.mov(esi, 20)?;
         a.set_label(&mut rep_top)?;
         a.mov(edi, BUF)?;

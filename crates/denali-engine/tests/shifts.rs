@@ -4,7 +4,12 @@ use common::*;
 use denali_engine::reg::*;
 use iced_x86::code_asm::*;
 
-fn shift(eax_in: u32, count: u32, flags_in: u32, body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> (u32, u32) {
+fn shift(
+    eax_in: u32,
+    count: u32,
+    flags_in: u32,
+    body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
+) -> (u32, u32) {
     let vm = run(|a| {
         a.push(flags_in)?;
         a.popfd()?;
@@ -63,7 +68,7 @@ fn rcl_rcr_through_carry() {
     // 16-bit rcr by 17: identity.
     assert_eq!(shift(0x1234, 17, 0, |a| a.rcr(ax, cl)), (0x1234, 0));
     // rcr by 2 of 0b11 with CF=0: 0b11 -> C0000000 (bit1 -> CF? bit 0 lands in bit 31, bit 1 in CF).
-    assert_eq!(shift(3, 2, 0, |a| a.rcr(eax, cl)) .0, 0x8000_0000);
+    assert_eq!(shift(3, 2, 0, |a| a.rcr(eax, cl)).0, 0x8000_0000);
 }
 
 #[test]

@@ -128,9 +128,7 @@ pub(crate) const fn sext(v: u32, size: u8) -> u32 {
 impl Machine<'_> {
     #[inline(always)]
     pub fn ea(&self, ea: &Ea) -> u32 {
-        ea.disp
-            .wrapping_add(self.regs[ea.base as usize])
-            .wrapping_add(self.regs[ea.index as usize] << ea.scale)
+        ea.disp.wrapping_add(self.regs[ea.base as usize]).wrapping_add(self.regs[ea.index as usize] << ea.scale)
     }
 
     #[inline(always)]
