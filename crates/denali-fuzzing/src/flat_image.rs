@@ -10,8 +10,9 @@ use iced_x86::Code;
 /// Where the image is loaded, and the memory it gets: small, so that runaway code soon leaves it.
 pub const LOAD_ADDR: u32 = 0x1000;
 pub const MEMORY_SIZE: u64 = 0x4000;
-/// Steps before the oracle gives up on a guest that keeps running.
-pub const MAX_STEPS: u32 = 2_000;
+/// Steps before the oracle gives up on a guest that keeps running. Each step is a run with a
+/// budget of one, which decodes a fresh block from that address, so this stays small.
+pub const MAX_STEPS: u32 = 256;
 
 /// What the validator says about the instruction at `eip`: `Some(true)` valid, `Some(false)`
 /// invalid, `None` when the instruction does not fit in memory (a memory fault, not a verdict).

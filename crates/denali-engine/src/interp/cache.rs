@@ -18,6 +18,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 const MAX_BLOCK: usize = 64;
 /// Entries of the direct-mapped lookup table (a power of two).
 const FAST_SLOTS: usize = 4096;
+/// Most pre-decoded instructions one cache holds. A guest that jumps to ever new addresses
+/// would otherwise grow the cache without bound at the host's expense; when an insertion would
+/// pass this, the whole cache is dropped and refills from what runs next.
+pub(crate) const MAX_CACHED_OPS: usize = 1 << 18;
 /// Marks an empty fast-table entry: no instruction starts at 0xFFFF_FFFF (memory is smaller).
 const EMPTY: u32 = u32::MAX;
 const PAGE_SHIFT: u32 = PAGE_SIZE.trailing_zeros();
@@ -54,6 +58,8 @@ pub(crate) struct Cache {
     map: AddrMap<u32>,
     fast: Box<[(u32, u32)]>,
     by_page: AddrMap<Vec<u32>>,
+    /// Pre-decoded instructions in live blocks.
+    ops: usize,
 }
 
 impl Default for Cache {
@@ -64,6 +70,7 @@ impl Default for Cache {
             map: AddrMap::default(),
             fast: vec![(EMPTY, 0); FAST_SLOTS].into_boxed_slice(),
             by_page: AddrMap::default(),
+            ops: 0,
         }
     }
 }
@@ -100,6 +107,10 @@ impl Cache {
 
     fn insert(&mut self, eip: u32, mem: &mut GuestMemory) -> u32 {
         let (block, last_byte) = decode_block(eip, mem);
+        if self.ops + block.ops.len() > MAX_CACHED_OPS {
+            self.flush();
+        }
+        self.ops += block.ops.len();
         for page in (eip >> PAGE_SHIFT)..=(last_byte >> PAGE_SHIFT) {
             if u64::from(page) << PAGE_SHIFT < u64::from(mem.size()) {
                 mem.mark_code_page(page);
@@ -128,7 +139,9 @@ impl Cache {
             let Some(starts) = self.by_page.remove(page) else { continue };
             for eip in starts {
                 if let Some(slot) = self.map.remove(&eip) {
-                    self.blocks[slot as usize] = None;
+                    if let Some(block) = self.blocks[slot as usize].take() {
+                        self.ops -= block.ops.len();
+                    }
                     self.free.push(slot);
                     let fi = fast_index(eip);
                     if self.fast[fi].0 == eip {
@@ -137,6 +150,24 @@ impl Cache {
                 }
             }
         }
+    }
+}
+
+impl Cache {
+    /// Drops every block. Pages stay marked as code in `GuestMemory`, which costs at most a
+    /// spurious invalidation of nothing later.
+    fn flush(&mut self) {
+        self.blocks.clear();
+        self.free.clear();
+        self.map.clear();
+        self.by_page.clear();
+        self.fast.fill((EMPTY, 0));
+        self.ops = 0;
+    }
+
+    /// Pre-decoded instructions currently cached.
+    pub fn cached_ops(&self) -> usize {
+        self.ops
     }
 }
 
@@ -188,4 +219,25 @@ fn decode_block(start: u32, mem: &GuestMemory) -> (Block, u32) {
     }
     let end = ops.last().map_or(start, |o| o.next);
     (Block { ops: ops.into_boxed_slice(), end }, last_byte)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guest_jumping_everywhere_cannot_grow_the_cache_past_its_bound() {
+        // 1 MiB of NOPs: every address starts a 64-instruction block.
+        let mut mem = GuestMemory::new(0x20_0000).unwrap();
+        mem.fill(0x1000, 0x10_0000, 0x90).unwrap();
+        let mut cache = Cache::default();
+        let mut peak = 0;
+        for eip in 0x1000..0x1000 + 3 * (MAX_CACHED_OPS as u32 / 64) {
+            let slot = cache.lookup(eip, &mut mem);
+            assert_eq!(cache.block(slot).ops[0].eip, eip);
+            peak = peak.max(cache.cached_ops());
+        }
+        assert!(peak <= MAX_CACHED_OPS, "cache grew to {peak} ops");
+        assert!(peak > MAX_CACHED_OPS - 64, "the bound was never reached: {peak}");
+    }
 }

@@ -10,13 +10,7 @@ pub const DATA: u32 = 0x8000;
 pub const STACK_TOP: u32 = 0x1_0000;
 pub const MEM_SIZE: u64 = 0x2_0000;
 
-pub const CF: u32 = 1 << 0;
-pub const PF: u32 = 1 << 2;
-pub const AF: u32 = 1 << 4;
-pub const ZF: u32 = 1 << 6;
-pub const SF: u32 = 1 << 7;
-pub const DF: u32 = 1 << 10;
-pub const OF: u32 = 1 << 11;
+pub use denali_engine::flag::{AF, CF, DF, OF, PF, SF, ZF};
 pub const STATUS: u32 = CF | PF | AF | ZF | SF | OF;
 
 pub fn assemble(f: impl FnOnce(&mut CodeAssembler) -> Result<(), iced_x86::IcedError>) -> Vec<u8> {
