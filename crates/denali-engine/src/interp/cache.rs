@@ -166,7 +166,7 @@ impl Cache {
     }
 
     /// Pre-decoded instructions currently cached.
-    pub fn cached_ops(&self) -> usize {
+    pub(crate) fn cached_ops(&self) -> usize {
         self.ops
     }
 }

@@ -33,6 +33,11 @@ impl Interpreter {
         Interpreter::default()
     }
 
+    /// Pre-decoded instructions in the block cache: host memory the guest's code costs.
+    pub fn cached_instructions(&self) -> usize {
+        self.cache.cached_ops()
+    }
+
     fn run_blocks(&mut self, m: &mut Machine<'_>) -> Exit {
         'blocks: loop {
             if m.mem.code_was_written() {
