@@ -10,6 +10,7 @@ pub const DATA: u32 = 0x8000;
 pub const STACK_TOP: u32 = 0x1_0000;
 pub const MEM_SIZE: u64 = 0x2_0000;
 
+#[allow(unused_imports, reason = "each test file uses a different subset")]
 pub use denali_engine::flag::{AF, CF, DF, OF, PF, SF, ZF};
 pub const STATUS: u32 = CF | PF | AF | ZF | SF | OF;
 
