@@ -10,8 +10,10 @@ const EXIT_CODES: &str = "\
 Exit status:
   0-255  run: the guest terminated; the status is its exit status & 0xFF
   1      an error of the host (for example, writing the console output failed)
-  2      bad usage or bad input: unknown option, bad value, missing or malformed image file
+  2      bad usage or bad input: unknown option, bad value, missing or malformed image file,
+         missing or unreadable conformance vectors directory
   3      check: the image contains instructions outside the Denali subset
+  4      conformance: a case failed, or a subset form (of those --filter selects) has no vectors
   124    run: stopped by --max-instructions
   125    run: guest fault (an exception with no handler, a double fault, or an idle with no
          timeout that nothing can wake); a diagnostic goes to stderr";
@@ -40,6 +42,10 @@ pub enum Command {
     Disasm(ImageArgs),
     /// Lists the bundled example guests.
     Examples,
+    /// Runs the ISA conformance vectors (conformance/README.md) on an engine and reports every
+    /// failing form.
+    #[command(after_long_help = EXIT_CODES)]
+    Conformance(ConformanceArgs),
 }
 
 /// Where the image comes from: exactly one of IMAGE, --example and --flat.
@@ -94,6 +100,32 @@ pub struct RunArgs {
     /// Write the final CPU state and why the guest stopped to FILE as JSON.
     #[arg(long, value_name = "FILE")]
     pub dump_state: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConformanceArgs {
+    /// The execution engine under test.
+    #[arg(long, value_enum, default_value_t = EngineKind::Interp)]
+    pub engine: EngineKind,
+    /// Run only the forms whose name contains FORM (case-insensitive), e.g. `Add_` or `shl`.
+    #[arg(long, value_name = "FORM")]
+    pub filter: Option<String>,
+    /// The vectors directory; defaults to conformance/vectors in the current directory, else the
+    /// one in the source tree denali was built from.
+    #[arg(long, value_name = "DIR")]
+    pub vectors: Option<PathBuf>,
+    /// Run N cases of each form, spread evenly over its file, instead of all.
+    #[arg(long, value_name = "N", value_parser = parse_sample)]
+    pub sample: Option<usize>,
+}
+
+/// Parses `--sample`: a count of at least 1.
+pub fn parse_sample(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("the sample must be at least 1 case".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{text}' is not a number of cases")),
+    }
 }
 
 /// Parses a memory size: `16777216`, `16M`, `16MiB`, `8k`, `1G`.

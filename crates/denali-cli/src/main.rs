@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Command::Check(args) => commands::check::check(args),
         Command::Disasm(args) => commands::disasm::disasm(args),
         Command::Examples => commands::examples::examples(),
+        Command::Conformance(args) => commands::conformance::conformance(args),
     };
     match result {
         Ok(status) => ExitCode::from(status),

@@ -29,7 +29,7 @@ table!(INTERRUPTS, "interrupts.txt", 3);
 table!(EXCEPTIONS, "exceptions.txt", 3);
 table!(VIRTUAL_INSTRUCTIONS, "virtual-instructions.txt", 3);
 table!(BOOT, "boot.txt", 3);
-table!(FORMS, "forms.txt", 4);
+table!(FORMS, "forms.txt", 5);
 table!(EXCLUDED, "excluded.txt", 2);
 
 /// A row of a table, with its 1-based line number for error messages.

@@ -68,7 +68,7 @@ pub fn form_class(code: Code) -> Option<&'static str> {
         let mut table = vec![None; Code::values().len()];
         // A row naming no iced Code is a spec defect that the forms tests report; skipping it
         // here keeps the validator total.
-        for row in spec::FORMS.rows().into_iter().filter(|row| row.cells[2] == "y") {
+        for row in spec::FORMS.rows().into_iter().filter(|row| row.cells[3] == "y") {
             if let Some(code) = code_by_name(row.cells[0]) {
                 table[code as usize] = Some(row.cells[1]);
             }
@@ -76,6 +76,50 @@ pub fn form_class(code: Code) -> Option<&'static str> {
         table
     });
     table.get(code as usize).copied().flatten()
+}
+
+/// The EFLAGS status bit a flag name of the `undefined` column of `forms.txt` stands for.
+pub fn flag_bit(name: &str) -> Option<u32> {
+    Some(match name {
+        "CF" => 0x001,
+        "PF" => 0x004,
+        "AF" => 0x010,
+        "ZF" => 0x040,
+        "SF" => 0x080,
+        "OF" => 0x800,
+        _ => return None,
+    })
+}
+
+/// Parses a cell of the `undefined` column: `-`, or flag names separated by commas.
+pub fn parse_flags(cell: &str) -> Result<u32, String> {
+    if cell == "-" {
+        return Ok(0);
+    }
+    cell.split(',').try_fold(0, |mask, name| match flag_bit(name) {
+        Some(bit) if mask & bit == 0 => Ok(mask | bit),
+        Some(_) => Err(format!("flag {name} is listed twice in {cell:?}")),
+        None => Err(format!("{name:?} is not a status flag (CF PF AF ZF SF OF) in {cell:?}")),
+    })
+}
+
+/// The EFLAGS status bits the architecture leaves undefined after `code` (the `undefined`
+/// column of `forms.txt`); 0 for a form that is not in the table. The conformance suite
+/// leaves these bits out when it compares flags.
+pub fn undefined_flags(code: Code) -> u32 {
+    static TABLE: OnceLock<Vec<u32>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut table = vec![0; Code::values().len()];
+        // A malformed cell is a spec defect that the forms tests report; reading it as "none"
+        // keeps this total.
+        for row in spec::FORMS.rows() {
+            if let Some(code) = code_by_name(row.cells[0]) {
+                table[code as usize] = parse_flags(row.cells[2]).unwrap_or(0);
+            }
+        }
+        table
+    });
+    table.get(code as usize).copied().unwrap_or(0)
 }
 
 /// Checks a decoded instruction (decoded in 32-bit mode by `decoder`) against the v1 subset.

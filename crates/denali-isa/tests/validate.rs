@@ -351,7 +351,7 @@ fn every_v1_row_of_forms_txt_names_a_real_code() {
     let mut seen = HashSet::new();
     let mut previous: Option<(&str, &str)> = None;
     for row in &rows {
-        let (form, class, v1) = (row.cells[0], row.cells[1], row.cells[2]);
+        let (form, class, v1) = (row.cells[0], row.cells[1], row.cells[3]);
         let at = format!("isa-spec/forms.txt:{}", row.line);
         assert!(v1 == "y" || v1 == "-", "{at}: v1 column must be y or -");
         let code = validate::code_by_name(form).unwrap_or_else(|| panic!("{at}: {form} is not an iced-x86 Code"));
@@ -405,8 +405,28 @@ fn exhaustive_opcodes_name_excluded_classes_and_reach_every_form() {
             }
         }
     }
-    for row in spec::FORMS.rows().iter().filter(|r| r.cells[2] == "y") {
+    for row in spec::FORMS.rows().iter().filter(|r| r.cells[3] == "y") {
         let code = validate::code_by_name(row.cells[0]).expect("checked by the forms test");
         assert!(accepted_codes.contains(&code), "forms.txt:{}: {} is never accepted", row.line, row.cells[0]);
     }
+}
+
+#[test]
+fn every_undefined_cell_of_forms_txt_parses() {
+    for row in spec::FORMS.rows() {
+        let at = format!("isa-spec/forms.txt:{}", row.line);
+        let mask = validate::parse_flags(row.cells[2]).unwrap_or_else(|e| panic!("{at}: {e}"));
+        let code = validate::code_by_name(row.cells[0]).unwrap_or_else(|| panic!("{at}: not a Code"));
+        assert_eq!(validate::undefined_flags(code), mask, "{at}");
+    }
+    assert_eq!(validate::undefined_flags(Code::Add_rm32_r32), 0);
+    assert_eq!(validate::undefined_flags(Code::And_rm32_r32), 0x010);
+    assert_eq!(validate::undefined_flags(Code::Div_rm32), 0x8D5);
+    assert_eq!(validate::undefined_flags(Code::Shl_rm32_1), 0x010);
+    assert_eq!(validate::undefined_flags(Code::Shl_rm32_CL), 0x810);
+    assert_eq!(validate::undefined_flags(Code::Rol_rm32_1), 0);
+    assert_eq!(validate::undefined_flags(Code::Rol_rm32_imm8), 0x800);
+    assert!(validate::parse_flags("CF,XF").is_err());
+    assert!(validate::parse_flags("CF,CF").is_err());
+    assert!(validate::parse_flags("").is_err());
 }
