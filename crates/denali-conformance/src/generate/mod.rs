@@ -19,7 +19,7 @@ mod rng;
 mod special;
 
 pub use rng::Rng;
-pub use special::{spec_defined, spec_expected};
+pub use special::{flags_mask, spec_defined, spec_expected};
 
 use crate::case::{Case, State};
 use denali_isa::{spec, validate};
