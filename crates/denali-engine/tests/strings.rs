@@ -87,3 +87,24 @@ fn repne_scasb_finds_a_byte() {
     assert_eq!((vm.reg(ECX), vm.reg(EDI)), (93, DATA + 7));
     assert_ne!(vm.flags() & ZF, 0);
 }
+
+/// When both operands are outside memory, CMPS faults on [EDI] and MOVS on [ESI], as the CPU
+/// does (found by the live differential test against the host CPU).
+#[test]
+fn cmps_reads_edi_first_and_movs_reads_esi_first() {
+    use denali_engine::{Exception, ExceptionKind, Exit};
+    let (esi_addr, edi_addr) = (0x1b72_d54e_u32, 0xf1aa_17d8_u32);
+    for (movs, fault_at) in [(false, edi_addr), (true, esi_addr)] {
+        let mut vm = Vm::asm(|a| {
+            a.mov(esi, esi_addr)?;
+            a.mov(edi, edi_addr)?;
+            if movs { a.movsb() } else { a.cmpsb() }
+        });
+        let exit = vm.run(100);
+        assert_eq!(
+            exit,
+            Exit::Exception(Exception { kind: ExceptionKind::Memory, eip: CODE + 10, addr: fault_at }),
+            "movs: {movs}"
+        );
+    }
+}

@@ -28,7 +28,9 @@ fn parse_args() -> Result<Args, String> {
             "--out" => args.out = it.next().ok_or("--out needs a directory")?.into(),
             "--filter" => args.filter = Some(it.next().ok_or("--filter needs a form name")?),
             other => {
-                return Err(format!("unknown argument {other:?} (usage: generate-vectors [--out DIR] [--filter FORM])"));
+                return Err(format!(
+                    "unknown argument {other:?} (usage: generate-vectors [--out DIR] [--filter FORM])"
+                ));
             }
         }
     }

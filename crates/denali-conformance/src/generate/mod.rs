@@ -13,11 +13,13 @@
 //! generated like the others, but their expected result comes from the spec (`spec_expected`)
 //! rather than from the oracle.
 
+mod block;
 mod memory;
 mod operands;
 mod rng;
 mod special;
 
+pub use block::{Block, block, block_forms};
 pub use rng::Rng;
 pub use special::{flags_mask, spec_defined, spec_expected};
 

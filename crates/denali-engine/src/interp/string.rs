@@ -42,8 +42,10 @@ fn once<const K: u8>(m: &mut Machine<'_>, size: u8) -> Result<(), Trap> {
             m.regs[6] = si.wrapping_add(delta);
         }
         CMPS => {
-            let a = m.read(si, size)?;
+            // The CPU reads [EDI] first (it faults there when both are outside memory), unlike
+            // MOVS, which reads [ESI] first; the live differential test against the CPU found it.
             let b = m.read(di, size)?;
+            let a = m.read(si, size)?;
             let (_, f) = flags::sub(a, b, 0, size);
             m.set_arith(f);
             m.regs[6] = si.wrapping_add(delta);
