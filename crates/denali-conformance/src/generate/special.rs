@@ -315,7 +315,7 @@ fn stack(ctx: &mut Ctx<'_>, ins: &mut Instruction) -> Option<()> {
         Mnemonic::Popfd => {
             // Status flags and DF at random, and now and then the bits a guest cannot change
             // (IF clear, IOPL, NT, AC, ID). Never TF: natively it would single-step.
-            let mut image = ctx.rng.u32() & 0xCD5 | 0x2;
+            let mut image = ctx.rng.u32() & denali_abi::boot::EFLAGS_GUEST_MASK | 0x2;
             if ctx.rng.chance(1, 2) {
                 image |= 0x200;
             }

@@ -64,10 +64,7 @@ use helper::{
 use iced_x86::{Decoder, DecoderOptions, Instruction, InstructionInfoFactory, OpKind, Register};
 use protocol::{FAIL_MAGIC, HELLO_MAGIC, MAX_REGIONS, RESULT_WORDS, RawResult, VERSION};
 
-/// The EFLAGS bits a guest can change (`EFLAGS_GUEST_MASK` of `isa-spec/boot.txt`).
-pub const EFLAGS_GUEST_MASK: u32 = 0x0CD5;
-/// The EFLAGS bits outside the mask, as a guest always sees them (`INITIAL_EFLAGS`).
-pub const INITIAL_EFLAGS: u32 = 0x0202;
+use denali_abi::boot::{EFLAGS_GUEST_MASK, INITIAL_EFLAGS};
 /// How long a case may run before it counts as a [`OracleError::Timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the helper may take to start and say hello.
