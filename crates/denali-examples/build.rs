@@ -1,5 +1,6 @@
 //! Builds the guest workspace (`guests/`) for i586 with a nested cargo and copies the example
-//! ELF images into OUT_DIR, where `src/lib.rs` includes them.
+//! ELF images, and the native Linux builds of the compute kernels (`guests/native`), into
+//! OUT_DIR, where `src/lib.rs` includes them.
 //!
 //! The nested build uses its own target directory (`target/guests`): sharing the outer one
 //! would deadlock on the build-directory lock the outer cargo holds. It runs in `guests/` so
@@ -18,7 +19,12 @@ use std::{
 const GUEST_TARGET: &str = "i586-unknown-linux-gnu";
 
 /// The binaries of `guests/examples`, bundled in this order by `src/lib.rs`.
-const GUESTS: &[&str] = &["hello", "sieve", "crc32", "sha256", "quicksort", "fib", "matmul", "bignum"];
+const GUESTS: &[&str] =
+    &["hello", "sieve", "crc32", "sha256", "quicksort", "fib", "matmul", "bignum", "idle", "disk", "fault"];
+
+/// The compute kernels whose native builds (`guests/native`, binaries `native-<kernel>`) are
+/// bundled as `native-<kernel>.elf`.
+const NATIVE: &[&str] = &["sieve", "crc32", "sha256", "quicksort", "fib", "matmul", "bignum"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -56,14 +62,19 @@ fn main() {
 
     let built = target_dir.join(GUEST_TARGET).join("release");
     for name in GUESTS {
-        let from = built.join(name);
-        let to = out_dir.join(format!("{name}.elf"));
-        // Copying only changed images keeps OUT_DIR's mtimes, and so rebuilds of this crate,
-        // quiet when the guests did not change.
-        let image = fs::read(&from).unwrap_or_else(|e| panic!("guest image {} missing: {e}", from.display()));
-        if fs::read(&to).ok().as_deref() != Some(image.as_slice()) {
-            fs::write(&to, &image).unwrap_or_else(|e| panic!("cannot write {}: {e}", to.display()));
-        }
+        copy_image(&built.join(name), &out_dir.join(format!("{name}.elf")));
+    }
+    for name in NATIVE {
+        copy_image(&built.join(format!("native-{name}")), &out_dir.join(format!("native-{name}.elf")));
+    }
+}
+
+/// Copies a built image into OUT_DIR. Copying only changed images keeps OUT_DIR's mtimes, and
+/// so rebuilds of this crate, quiet when the guests did not change.
+fn copy_image(from: &Path, to: &Path) {
+    let image = fs::read(from).unwrap_or_else(|e| panic!("built image {} missing: {e}", from.display()));
+    if fs::read(to).ok().as_deref() != Some(image.as_slice()) {
+        fs::write(to, &image).unwrap_or_else(|e| panic!("cannot write {}: {e}", to.display()));
     }
 }
 

@@ -73,7 +73,7 @@ pub mod port {
     pub const TIMER_ONESHOT: u16 = 0x30;
     /// Raise TIMER every EAX microseconds; EAX = 0 stops. Replaces any timer set before. (OUT, timer).
     pub const TIMER_PERIODIC: u16 = 0x31;
-    /// EAX = address of a DISK block: queue one asynchronous disk operation; completion raises DISK. (OUT, disk).
+    /// EAX = address of a DISK block: queue one asynchronous disk operation; completion raises DISK. A request refused with an error status (including QUEUE_FULL) is not queued and raises nothing. (OUT, disk).
     pub const DISK_REQUEST: u16 = 0x40;
     /// EAX = address of a BUFFER block: queue the Ethernet frame of len bytes at addr for transmission. (OUT, nic).
     pub const NIC_SEND: u16 = 0x50;
@@ -117,7 +117,7 @@ pub mod block {
         pub const ADDR: u32 = 0x0c;
         /// Guest-chosen value, untouched by the kernel, to match completions.
         pub const TAG: u32 = 0x10;
-        /// Written by the kernel: PENDING when queued, then the final status code before DISK is raised.
+        /// Written by the kernel: PENDING when queued, then the final status code before DISK is raised; or at once an error status for a request it refuses.
         pub const STATUS: u32 = 0x14;
         /// Size of the block in bytes.
         pub const SIZE: u32 = 24;

@@ -46,6 +46,10 @@ pub enum Command {
     /// failing form.
     #[command(after_long_help = EXIT_CODES)]
     Conformance(ConformanceArgs),
+    /// Times the compute examples under each engine, natively and under qemu-i386, and prints
+    /// times, instructions per second and the geomean time ratio to native (last line).
+    #[command(after_long_help = BENCH_HELP)]
+    Bench(BenchArgs),
 }
 
 /// Where the image comes from: exactly one of IMAGE, --example and --flat.
@@ -75,6 +79,8 @@ pub struct ImageArgs {
 pub enum EngineKind {
     /// The portable interpreter.
     Interp,
+    /// The basic-block JIT (x86-64 hosts with BMI2), with the interpreter as its fallback.
+    Jit,
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +106,40 @@ pub struct RunArgs {
     /// Write the final CPU state and why the guest stopped to FILE as JSON.
     #[arg(long, value_name = "FILE")]
     pub dump_state: Option<PathBuf>,
+    /// Attach a virtual disk: a host file whose size is a multiple of 4096 bytes; `,ro` attaches
+    /// it read-only. Repeatable: the first is disk 0.
+    #[arg(long, value_name = "FILE[,ro]", value_parser = parse_disk)]
+    pub disk: Vec<DiskSpec>,
+    /// Type the bytes of FILE into the guest's keyboard.
+    #[arg(long, value_name = "FILE", conflicts_with = "keyboard_stdin")]
+    pub keyboard_script: Option<PathBuf>,
+    /// Type the host's stdin into the guest's keyboard.
+    #[arg(long)]
+    pub keyboard_stdin: bool,
+    /// Write every frame that crosses the virtual switch to FILE (pcap format).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+}
+
+/// A `--disk` option: the image file and whether it is attached read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSpec {
+    pub path: PathBuf,
+    pub read_only: bool,
+}
+
+/// Parses `--disk`: `FILE`, `FILE,ro` or `FILE,rw`.
+pub fn parse_disk(text: &str) -> Result<DiskSpec, String> {
+    let (path, read_only) = match text.rsplit_once(',') {
+        Some((path, "ro")) => (path, true),
+        Some((path, "rw")) => (path, false),
+        Some((_, mode)) => return Err(format!("unknown disk mode '{mode}' (use ro or rw)")),
+        None => (text, false),
+    };
+    if path.is_empty() {
+        return Err("the disk needs a file name".to_owned());
+    }
+    Ok(DiskSpec { path: PathBuf::from(path), read_only })
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +157,38 @@ pub struct ConformanceArgs {
     /// Run N cases of each form, spread evenly over its file, instead of all.
     #[arg(long, value_name = "N", value_parser = parse_sample)]
     pub sample: Option<usize>,
+}
+
+const BENCH_HELP: &str = "\
+native is the same kernel built as a static i386 Linux program (guests/native) and run directly;
+qemu-i386 runs that program under QEMU's user-mode emulator (Debian: apt-get install qemu-user).
+A party that prints a wrong answer is reported as an error, not a time.
+
+Exit status:
+  0  every party that ran gave the right answer
+  1  a party gave a wrong answer, or an error of the host
+  2  bad usage (for example, a --filter that matches no compute example)";
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Engines to time, comma-separated; defaults to every engine of this build.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "ENGINE")]
+    pub engine: Vec<EngineKind>,
+    /// Time only the compute examples whose name contains NAME (case-insensitive).
+    #[arg(long, value_name = "NAME")]
+    pub filter: Option<String>,
+    /// Runs per party and kernel; the best time counts.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = parse_repeat)]
+    pub repeat: u32,
+}
+
+/// Parses `--repeat`: a count of at least 1.
+pub fn parse_repeat(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(0) => Err("the repeat count must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{text}' is not a number of runs")),
+    }
 }
 
 /// Parses `--sample`: a count of at least 1.
@@ -195,6 +267,15 @@ mod tests {
         assert_eq!(parse_addr("0XFFFFFFFF"), Ok(u32::MAX));
         assert!(parse_addr("0x100000000").is_err());
         assert!(parse_addr("zz").is_err());
+    }
+
+    #[test]
+    fn disk_options() {
+        assert_eq!(parse_disk("a.img"), Ok(DiskSpec { path: "a.img".into(), read_only: false }));
+        assert_eq!(parse_disk("a.img,ro"), Ok(DiskSpec { path: "a.img".into(), read_only: true }));
+        assert_eq!(parse_disk("a.img,rw"), Ok(DiskSpec { path: "a.img".into(), read_only: false }));
+        assert!(parse_disk("a.img,xx").is_err());
+        assert!(parse_disk(",ro").is_err());
     }
 
     #[test]

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Command::Disasm(args) => commands::disasm::disasm(args),
         Command::Examples => commands::examples::examples(),
         Command::Conformance(args) => commands::conformance::conformance(args),
+        Command::Bench(args) => commands::bench::bench(args),
     };
     match result {
         Ok(status) => ExitCode::from(status),

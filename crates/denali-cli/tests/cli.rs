@@ -102,7 +102,7 @@ fn unknown_example() {
 #[test]
 fn usage_errors_are_one_line() {
     assert_input_error(&denali(&["run"]), "required");
-    assert_input_error(&denali(&["run", "--engine", "jit", "x"]), "jit");
+    assert_input_error(&denali(&["run", "--engine", "qemu", "x"]), "qemu");
     assert_input_error(&denali(&["frobnicate"]), "frobnicate");
     let dir = temp_dir("usage");
     let path = write(&dir, "exit7.bin", EXIT_7);

@@ -30,6 +30,8 @@ pub struct GuestMemory {
     code_pages: Vec<u8>,
     /// Pages that held cached code and have been written since the engine last looked.
     written_code_pages: Vec<u32>,
+    /// Stores that hit a page marked as code, since creation.
+    code_writes: u64,
 }
 
 impl GuestMemory {
@@ -51,7 +53,7 @@ impl GuestMemory {
         let len = size as usize;
         let map = MmapOptions::new().len(len).map_anon().map_err(|source| MemoryError::Map { size, source })?;
         let pages = len / PAGE_SIZE as usize;
-        Ok(GuestMemory { map, code_pages: vec![0; pages], written_code_pages: Vec::new() })
+        Ok(GuestMemory { map, code_pages: vec![0; pages], written_code_pages: Vec::new(), code_writes: 0 })
     }
 
     /// Size in bytes; valid addresses are `0..size()`.
@@ -172,6 +174,7 @@ impl GuestMemory {
         for page in first_page..=last_page {
             if self.code_pages[page] != 0 {
                 self.code_pages[page] = 0;
+                self.code_writes += 1;
                 #[allow(clippy::cast_possible_truncation, reason = "page numbers of a 32-bit space fit in u32")]
                 self.written_code_pages.push(page as u32);
             }
@@ -187,6 +190,36 @@ impl GuestMemory {
     #[inline]
     pub fn code_was_written(&self) -> bool {
         !self.written_code_pages.is_empty()
+    }
+
+    /// How many times a store has hit a page marked as code, since creation: an engine that
+    /// shares the memory with another engine (the JIT and its fallback interpreter, which takes
+    /// `take_written_code_pages`) compares it to notice such stores, then asks `is_code_page`.
+    pub fn code_write_count(&self) -> u64 {
+        self.code_writes
+    }
+
+    /// Whether `page` is still marked as holding cached code (a store to it clears the mark).
+    pub fn is_code_page(&self, page: u32) -> bool {
+        self.code_pages.get(page as usize).is_some_and(|b| *b != 0)
+    }
+
+    /// Host address of guest address 0, for translated code that accesses memory directly.
+    ///
+    /// Invariants the caller must keep: it accesses only `base + a .. base + a + n` with
+    /// `a + n <= size()`, and only while it holds `&mut self` (or `&self` for reads); every store
+    /// it makes to a page whose `code_page_table` byte is non-zero must instead go through
+    /// [`GuestMemory::write`] (so the write is recorded). The pointer stays valid for the life of
+    /// `self`: the mapping never moves.
+    pub fn host_base(&mut self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    /// The table of one byte per page (`size() / PAGE_SIZE` bytes), non-zero for pages an engine
+    /// cached code from. Translated stores read it to decide whether they may write directly.
+    /// Valid while `self` lives and is not otherwise borrowed; readers must not write it.
+    pub fn code_page_table(&self) -> *const u8 {
+        self.code_pages.as_ptr()
     }
 
     /// The pages holding cached code that were written since the last call; engines drop what

@@ -33,11 +33,22 @@ pub struct Example {
     pub expected_output: Option<fn() -> String>,
     /// Exit status of a correct run.
     pub expected_exit: u32,
+    /// For a compute guest, the same kernel built as a static i386 Linux program
+    /// (`guests/native`: same target, flags and profile, but Linux system calls instead of
+    /// Denali's ports), which prints the same output and exits with the same status. It is
+    /// the native baseline of `denali bench`. `None` for `hello`, which has no kernel.
+    pub native: Option<&'static [u8]>,
 }
 
 macro_rules! image {
     ($name:literal) => {
         include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".elf"))
+    };
+}
+
+macro_rules! native {
+    ($name:literal) => {
+        Some(include_bytes!(concat!(env!("OUT_DIR"), "/native-", $name, ".elf")))
     };
 }
 
@@ -63,6 +74,7 @@ pub const ALL: &[Example] = &[
         elf: image!("hello"),
         expected_output: Some(|| hello_output(0, DEFAULT_MEM_SIZE)),
         expected_exit: 0,
+        native: None,
     },
     Example {
         name: "sieve",
@@ -70,6 +82,7 @@ pub const ALL: &[Example] = &[
         elf: image!("sieve"),
         expected_output: Some(|| kernel_output("sieve")),
         expected_exit: 0,
+        native: native!("sieve"),
     },
     Example {
         name: "crc32",
@@ -77,6 +90,7 @@ pub const ALL: &[Example] = &[
         elf: image!("crc32"),
         expected_output: Some(|| kernel_output("crc32")),
         expected_exit: 0,
+        native: native!("crc32"),
     },
     Example {
         name: "sha256",
@@ -84,6 +98,7 @@ pub const ALL: &[Example] = &[
         elf: image!("sha256"),
         expected_output: Some(|| kernel_output("sha256")),
         expected_exit: 0,
+        native: native!("sha256"),
     },
     Example {
         name: "quicksort",
@@ -91,6 +106,7 @@ pub const ALL: &[Example] = &[
         elf: image!("quicksort"),
         expected_output: Some(|| kernel_output("quicksort")),
         expected_exit: 0,
+        native: native!("quicksort"),
     },
     Example {
         name: "fib",
@@ -98,6 +114,7 @@ pub const ALL: &[Example] = &[
         elf: image!("fib"),
         expected_output: Some(|| kernel_output("fib")),
         expected_exit: 0,
+        native: native!("fib"),
     },
     Example {
         name: "matmul",
@@ -105,6 +122,7 @@ pub const ALL: &[Example] = &[
         elf: image!("matmul"),
         expected_output: Some(|| kernel_output("matmul")),
         expected_exit: 0,
+        native: native!("matmul"),
     },
     Example {
         name: "bignum",
@@ -112,10 +130,63 @@ pub const ALL: &[Example] = &[
         elf: image!("bignum"),
         expected_output: Some(|| kernel_output("bignum")),
         expected_exit: 0,
+        native: native!("bignum"),
     },
 ];
 
-/// The example called `name`.
+/// The number of blocks the `disk` guest writes and reads back on disk 0.
+pub const DISK_GUEST_BLOCKS: u32 = 8;
+
+/// The output of a correct run of the `disk` guest: the FNV-1a checksum of the pattern it
+/// writes to blocks 0 to 7 and reads back.
+pub fn disk_output() -> String {
+    let mut checksum: u32 = 0x811C_9DC5;
+    for block in 0..DISK_GUEST_BLOCKS as usize {
+        for i in 0..4096usize {
+            #[allow(clippy::cast_possible_truncation, reason = "the pattern is the low byte, as the guest computes it")]
+            let byte = (block * 31 + i * 7 + (i >> 8)) as u8;
+            checksum = (checksum ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+        }
+    }
+    format!("disk: wrote, flushed and read back {DISK_GUEST_BLOCKS} blocks, checksum {checksum:08x}\n")
+}
+
+/// The guests that exercise the devices and the virtual instructions rather than compute. They
+/// are kept out of [`ALL`], whose users treat every entry as runnable with no options and as a
+/// compute kernel with a native build; [`find`] knows them.
+pub const DEVICES: &[Example] = &[
+    Example {
+        name: "idle",
+        description: "Sleeps about one second on idle-with-timeout and the timer, waking four times",
+        elf: image!("idle"),
+        expected_output: Some(|| {
+            "idle: round 1: woken by the timer: true\nidle: round 2: woken by the timer: true\n\
+             idle: round 3: timeout expired: true\nidle: round 4: timeout expired: true\n\
+             idle: slept at least 1 s: true\n"
+                .to_owned()
+        }),
+        expected_exit: 0,
+        native: None,
+    },
+    Example {
+        name: "disk",
+        description: "Writes, flushes and reads back 8 blocks of disk 0 (run with --disk FILE)",
+        elf: image!("disk"),
+        expected_output: Some(disk_output),
+        expected_exit: 0,
+        native: None,
+    },
+    Example {
+        name: "fault",
+        description: "Stores past the end of memory on purpose: a MEMORY fault",
+        elf: image!("fault"),
+        expected_output: Some(|| "fault: writing outside memory at 0x01000000\n".to_owned()),
+        expected_exit: 125,
+        native: None,
+    },
+];
+
+/// The example called `name`, among [`ALL`] and [`DEVICES`].
 pub fn find(name: &str) -> Option<&'static Example> {
-    ALL.iter().find(|e| e.name == name)
+    ALL.iter().chain(DEVICES).find(|e| e.name == name)
 }

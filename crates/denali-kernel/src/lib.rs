@@ -10,6 +10,7 @@
 
 mod console;
 mod delivery;
+pub mod devices;
 mod diagnostic;
 pub mod disasm;
 pub mod image;
@@ -19,6 +20,9 @@ pub mod trace;
 mod vm;
 pub mod vregs;
 
+pub use devices::clock::{Clock, Doorbell, FakeClock, HostClock};
+pub use devices::disk::{DiskError, DiskImage};
+pub use devices::switch::Switch;
 pub use diagnostic::{Fault, FaultCause};
 pub use image::{Image, ImageError, LoadError, Segment};
 pub use vm::{Outcome, SLICE, Vm, VmConfig, VmError};

@@ -1,18 +1,17 @@
-//! The port map of `isa-spec/ports.txt`: decides what each IN and OUT does.
+//! The port map of `isa-spec/ports.txt`: decides what each IN and OUT does, and dispatches to
+//! the console and the devices of `crate::devices`.
 //!
-//! Only the console is implemented. The keyboard has no input source yet, so `KBD_GETC`
-//! always answers "no input". Timers, disks and the NIC are not implemented yet: timer writes
-//! are accepted and ignored, and requests to the disk and NIC complete at once with status
-//! `NO_DEVICE`, as for a VM with no such device attached. Request blocks are still checked
-//! first, so a guest gets the same PORT exception for a bad block that it will get once the
-//! devices exist.
+//! Request blocks are parsed by `devices::request` before any device sees them, so every port
+//! raises PORT for a malformed block in the same way.
 
 use std::io;
 
-use denali_abi::{block, port, status};
+use denali_abi::{port, status};
 use denali_engine::GuestMemory;
 
 use crate::console::Console;
+use crate::devices::Devices;
+use crate::devices::request::{BufferBlock, DiskBlock};
 
 /// Longest `CONSOLE_WRITE` the kernel accepts: larger lengths get `BAD_LEN`, so that one
 /// request cannot make the kernel copy an unbounded amount.
@@ -32,7 +31,7 @@ fn direction_is_in(number: u16) -> Option<bool> {
 }
 
 /// `in eax, PORT`.
-pub(crate) fn port_in(number: u16, width: u8, console: &mut Console) -> io::Result<PortAction> {
+pub(crate) fn port_in(number: u16, width: u8, console: &mut Console, devices: &mut Devices) -> io::Result<PortAction> {
     if width != 4 || direction_is_in(number) != Some(true) {
         return Ok(PortAction::Fault);
     }
@@ -41,19 +40,21 @@ pub(crate) fn port_in(number: u16, width: u8, console: &mut Console) -> io::Resu
             // A guest polling the keyboard is usually waiting for a user who should see the
             // prompt first.
             console.flush()?;
-            Ok(PortAction::Done(u32::MAX))
+            Ok(PortAction::Done(devices.keyboard.getc()))
         }
         _ => Ok(PortAction::Fault),
     }
 }
 
-/// `out PORT, eax`.
+/// `out PORT, eax`; `now_us` is the VM's time, for the timer.
 pub(crate) fn port_out(
     number: u16,
     width: u8,
     value: u32,
     memory: &mut GuestMemory,
     console: &mut Console,
+    devices: &mut Devices,
+    now_us: u64,
 ) -> io::Result<PortAction> {
     if width != 4 || direction_is_in(number) != Some(false) {
         return Ok(PortAction::Fault);
@@ -62,64 +63,46 @@ pub(crate) fn port_out(
         port::CONSOLE_PUTC => {
             #[allow(clippy::cast_possible_truncation, reason = "the port writes the low byte of EAX")]
             console.write(&[value as u8])?;
-            Ok(PortAction::Done(0))
         }
         port::CONSOLE_WRITE => {
-            if !block_ok(memory, value, block::buffer::SIZE) {
-                return Ok(PortAction::Fault);
-            }
-            let result = console_write(memory, value, console)?;
-            set_status(memory, value + block::buffer::STATUS, result);
-            Ok(PortAction::Done(0))
+            let Some(request) = BufferBlock::parse(memory, value) else { return Ok(PortAction::Fault) };
+            let result = console_write(memory, request, console)?;
+            request.set_status(memory, result);
         }
-        port::TIMER_ONESHOT | port::TIMER_PERIODIC => Ok(PortAction::Done(0)),
-        port::DISK_REQUEST => no_device(memory, value, block::disk::SIZE, block::disk::STATUS),
-        port::NIC_SEND | port::NIC_RECV => no_device(memory, value, block::buffer::SIZE, block::buffer::STATUS),
-        _ => Ok(PortAction::Fault),
+        port::TIMER_ONESHOT => devices.timer.one_shot(now_us, value),
+        port::TIMER_PERIODIC => devices.timer.periodic(now_us, value),
+        port::DISK_REQUEST => {
+            let Some(request) = DiskBlock::parse(memory, value) else { return Ok(PortAction::Fault) };
+            devices.disks.submit(memory, request);
+        }
+        port::NIC_SEND | port::NIC_RECV => {
+            let Some(request) = BufferBlock::parse(memory, value) else { return Ok(PortAction::Fault) };
+            if number == port::NIC_SEND {
+                devices.nic.send(memory, request);
+            } else {
+                devices.nic.receive(memory, request);
+            }
+        }
+        _ => return Ok(PortAction::Fault),
     }
+    Ok(PortAction::Done(0))
 }
 
-/// The rule of `isa-spec/blocks.txt`: a request block is 4-byte aligned, lies entirely inside
-/// memory and outside page 0.
-fn block_ok(memory: &GuestMemory, addr: u32, size: u32) -> bool {
-    addr % 4 == 0 && outside_page_0_and_inside(memory, addr, size)
-}
-
-/// Whether `addr..addr+len` lies inside memory and outside the register page.
-fn outside_page_0_and_inside(memory: &GuestMemory, addr: u32, len: u32) -> bool {
-    addr >= denali_abi::boot::PAGE_SIZE && u64::from(addr) + u64::from(len) <= u64::from(memory.size())
-}
-
-fn console_write(memory: &GuestMemory, block_addr: u32, console: &mut Console) -> io::Result<u32> {
-    let field = |offset| memory.read_u32(block_addr + offset).unwrap_or(0);
-    let (addr, len) = (field(block::buffer::ADDR), field(block::buffer::LEN));
-    if len > MAX_CONSOLE_WRITE {
+fn console_write(memory: &GuestMemory, request: BufferBlock, console: &mut Console) -> io::Result<u32> {
+    if request.len > MAX_CONSOLE_WRITE {
         return Ok(status::BAD_LEN);
     }
-    if len == 0 {
+    if request.len == 0 {
         return Ok(status::OK);
     }
-    if !outside_page_0_and_inside(memory, addr, len) {
+    if !request.buffer_ok(memory) {
         return Ok(status::BAD_ADDR);
     }
-    match memory.bytes(addr, len as usize) {
+    match memory.bytes(request.addr, request.len as usize) {
         Ok(bytes) => {
             console.write(bytes)?;
             Ok(status::OK)
         }
         Err(_) => Ok(status::BAD_ADDR),
     }
-}
-
-fn no_device(memory: &mut GuestMemory, block_addr: u32, size: u32, status_offset: u32) -> io::Result<PortAction> {
-    if !block_ok(memory, block_addr, size) {
-        return Ok(PortAction::Fault);
-    }
-    set_status(memory, block_addr + status_offset, status::NO_DEVICE);
-    Ok(PortAction::Done(0))
-}
-
-fn set_status(memory: &mut GuestMemory, addr: u32, value: u32) {
-    // The block was checked to lie inside memory.
-    let _ = memory.write_u32(addr, value);
 }

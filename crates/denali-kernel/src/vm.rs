@@ -2,16 +2,24 @@
 //! engine's exits.
 //!
 //! The loop runs the engine in slices of at most [`SLICE`] instructions. At the start of each
-//! slice the kernel refreshes `TIME_US` and delivers pending interrupts; between slices it
-//! performs what the engine exited for (I/O, idle, terminate, exceptions).
+//! slice the kernel polls the devices (completing disk requests, expiring the timer, taking in
+//! input and frames), refreshes `TIME_US` and delivers pending interrupts; between slices it
+//! performs what the engine exited for (I/O, idle, terminate, exceptions). Time comes from the
+//! VM's [`Clock`], so tests and schedulers can drive it.
 
 use std::io::{self, Write};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use denali_abi::vreg;
 use denali_engine::{Cpu, Engine, Exception, ExceptionKind, Exit, GuestMemory, MemoryError, OutOfBounds, reg};
 
 use crate::console::Console;
+use crate::devices::Devices;
+use crate::devices::clock::{Clock, Doorbell, HostClock};
+use crate::devices::disk::DiskImage;
+use crate::devices::keyboard::KeyboardInput;
+use crate::devices::switch::{PortId, Switch};
 use crate::diagnostic::{Fault, FaultCause};
 use crate::image::{Image, LoadError};
 use crate::ports::{self, PortAction};
@@ -65,7 +73,16 @@ pub struct Vm {
     console: Console,
     trace: Option<Box<dyn Write>>,
     id: u32,
-    boot: Instant,
+    devices: Devices,
+    clock: Arc<dyn Clock>,
+    /// The clock's time at boot: the origin of `TIME_US` and of device times.
+    boot: Duration,
+    /// Devices are polled at slice boundaries: when the engine used up a slice budget, after
+    /// an idle, or once a slice's worth of instructions retired through other exits. Not after
+    /// every I/O exit, so requests really are asynchronous and queues can fill.
+    poll_due: bool,
+    /// The retired-instruction count at the last poll.
+    polled_at: u64,
     /// The retired-instruction count right after the last exception delivery: an exception
     /// raised while it is unchanged came from the handler's first instruction, which would
     /// loop forever (each attempt pushing another frame) rather than make progress.
@@ -89,6 +106,7 @@ impl Vm {
         vregs::init(&mut memory, config.vm_id);
         image.load_into(&mut memory)?;
         let cpu = Cpu::new(image.entry, memory.size());
+        let clock: Arc<dyn Clock> = Arc::new(HostClock::new());
         Ok(Vm {
             memory,
             cpu,
@@ -96,7 +114,11 @@ impl Vm {
             console: Console::new(console),
             trace: None,
             id: config.vm_id,
-            boot: Instant::now(),
+            devices: Devices::new(vregs::mac_address(config.vm_id)),
+            boot: clock.now(),
+            clock,
+            poll_due: true,
+            polled_at: 0,
             delivered_at: None,
             stopped: None,
         })
@@ -126,6 +148,44 @@ impl Vm {
 
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// Makes `clock` the VM's time source; boot time restarts at its present time. Set it
+    /// before running.
+    pub fn set_clock(&mut self, clock: Arc<dyn Clock>) {
+        self.boot = clock.now();
+        self.clock = clock;
+    }
+
+    /// Attaches `disk` as the next disk index (the first is 0); returns its index.
+    pub fn attach_disk(&mut self, disk: Arc<DiskImage>) -> u32 {
+        self.devices.disks.attach(disk)
+    }
+
+    /// Plugs the VM's NIC into `switch` instead of the private switch it starts on.
+    pub fn connect_switch(&mut self, switch: &Arc<Switch>) {
+        self.devices.connect(switch, vregs::mac_address(self.id));
+    }
+
+    /// The switch the VM's NIC is on, and its port there.
+    pub fn switch_port(&self) -> (&Arc<Switch>, PortId) {
+        (self.devices.nic.switch(), self.devices.nic.port())
+    }
+
+    /// Queues `script` as keyboard input, typed in as the guest reads it.
+    pub fn add_keyboard_script(&mut self, script: &[u8]) {
+        self.devices.keyboard.add_script(script);
+    }
+
+    /// A handle through which another thread (e.g. a reader of stdin) types into the VM's
+    /// keyboard; input may arrive until every handle is dropped.
+    pub fn keyboard_input(&mut self) -> KeyboardInput {
+        self.devices.keyboard.connect(self.devices.bell.clone())
+    }
+
+    /// The doorbell that wakes this VM from idle.
+    pub fn doorbell(&self) -> Doorbell {
+        self.devices.bell.clone()
     }
 
     /// Marks interrupt sources pending (a mask of `1 << denali_abi::irq::*` bits). They are
@@ -161,6 +221,9 @@ impl Vm {
                 Some(max) => max - self.cpu.instructions,
                 None => u64::MAX,
             };
+            if self.poll_due || self.cpu.instructions.saturating_sub(self.polled_at) >= SLICE {
+                self.poll_devices();
+            }
             self.refresh_time();
             if let Err(OutOfBounds(stack_addr)) = delivery::deliver_interrupts(&mut self.cpu, &mut self.memory) {
                 return Ok(self.fault(FaultCause::InterruptFrame { stack_addr }));
@@ -182,13 +245,18 @@ impl Vm {
     /// Performs what the engine exited for; `Some` when the VM stops.
     fn serve(&mut self, exit: Exit) -> io::Result<Option<Outcome>> {
         match exit {
-            Exit::BudgetExhausted => Ok(None),
+            Exit::BudgetExhausted => {
+                self.poll_due = true;
+                Ok(None)
+            }
             Exit::PortIn { port, width, len } => {
-                let action = ports::port_in(port, width, &mut self.console)?;
+                let action = ports::port_in(port, width, &mut self.console, &mut self.devices)?;
                 Ok(self.complete_io(action, true, len))
             }
             Exit::PortOut { port, width, value, len } => {
-                let action = ports::port_out(port, width, value, &mut self.memory, &mut self.console)?;
+                let now = self.now_us();
+                let action =
+                    ports::port_out(port, width, value, &mut self.memory, &mut self.console, &mut self.devices, now)?;
                 Ok(self.complete_io(action, false, len))
             }
             Exit::Idle { timeout_us, len } => self.idle(timeout_us, len),
@@ -214,25 +282,59 @@ impl Vm {
         }
     }
 
-    /// The virtual IDLE instruction. No device raises interrupts yet, so an idle either finds
-    /// an interrupt already pending and enabled, or sleeps out its timeout.
+    /// The virtual IDLE instruction: waits until an enabled interrupt is pending (EAX = 1) or
+    /// the timeout passes (EAX = 0). It sleeps until the earliest of the timeout and the next
+    /// device event (a timer expiry, a disk completion), or until another thread rings the
+    /// doorbell (input, a frame), then polls the devices and decides again.
     fn idle(&mut self, timeout_us: u32, len: u8) -> io::Result<Option<Outcome>> {
-        let wake =
-            vregs::read(&self.memory, vreg::IRQ_ENABLE) != 0 && vregs::read(&self.memory, vreg::IRQ_PENDING) != 0;
-        let eax = if wake {
-            1
-        } else if timeout_us == u32::MAX {
-            return Ok(Some(self.fault(FaultCause::IdleForever)));
-        } else {
-            // The guest may be waiting for a user to read what it wrote.
-            self.console.flush()?;
-            std::thread::sleep(Duration::from_micros(u64::from(timeout_us)));
-            0
+        // The guest may be waiting for a user to read what it wrote.
+        self.console.flush()?;
+        let start = self.now_us();
+        let deadline = (timeout_us != u32::MAX).then(|| start.saturating_add(u64::from(timeout_us)));
+        let woken = loop {
+            self.poll_devices();
+            let enabled = vregs::read(&self.memory, vreg::IRQ_ENABLE) != 0;
+            if enabled && vregs::read(&self.memory, vreg::IRQ_PENDING) != 0 {
+                break true;
+            }
+            let now = self.now_us();
+            if deadline.is_some_and(|d| now >= d) {
+                break false;
+            }
+            // With interrupts disabled no device event can end the idle: only the timeout.
+            let event = if enabled { self.devices.next_event(now) } else { None };
+            let wake_at = match (deadline, event) {
+                (Some(d), Some(e)) => Some(d.min(e)),
+                (d, e) => d.or(e),
+            };
+            if wake_at.is_none() && !(enabled && self.devices.may_be_woken()) {
+                return Ok(Some(self.fault(FaultCause::IdleForever)));
+            }
+            if wake_at.is_some_and(|t| t <= now) {
+                continue;
+            }
+            self.clock.wait(wake_at.map(|t| self.boot + Duration::from_micros(t)), &self.devices.bell);
         };
-        self.cpu.regs[reg::EAX] = eax;
+        self.cpu.regs[reg::EAX] = u32::from(woken);
         self.cpu.retire(len);
         self.refresh_time();
         Ok(None)
+    }
+
+    /// Polls the devices and raises the interrupts they report.
+    fn poll_devices(&mut self) {
+        self.poll_due = false;
+        self.polled_at = self.cpu.instructions;
+        let now = self.now_us();
+        let mask = self.devices.poll(&mut self.memory, now);
+        if mask != 0 {
+            self.raise_interrupts(mask);
+        }
+    }
+
+    /// Microseconds since boot on the VM's clock.
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.clock.now().saturating_sub(self.boot).as_micros()).unwrap_or(u64::MAX)
     }
 
     fn exception(&mut self, exception: Exception) -> Option<Outcome> {
@@ -258,7 +360,7 @@ impl Vm {
     }
 
     fn refresh_time(&mut self) {
-        let micros = u64::try_from(self.boot.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let micros = self.now_us();
         vregs::set_time(&mut self.memory, micros);
     }
 }

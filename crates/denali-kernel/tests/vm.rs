@@ -186,22 +186,24 @@ fn unknown_ports_wrong_width_and_wrong_direction_raise_port() {
 }
 
 #[test]
-fn keyboard_has_no_input_yet() {
+fn keyboard_without_input_answers_no_input() {
     let (mut vm, _) = vm(vec![Box::new(|_, _, _| Exit::PortIn { port: port::KBD_GETC, width: 4, len: 1 })]);
     vm.run(None).unwrap();
     assert_eq!(vm.cpu().regs[reg::EAX], 0xFFFF_FFFF);
 }
 
 #[test]
-fn devices_not_implemented_yet_answer_no_device() {
-    for (p, status_offset) in [
-        (port::DISK_REQUEST, block::disk::STATUS),
-        (port::NIC_SEND, block::buffer::STATUS),
-        (port::NIC_RECV, block::buffer::STATUS),
+fn devices_a_bare_vm_lacks_answer_with_a_status() {
+    // No disk is attached; a zeroed BUFFER block has length 0, too short for a frame to send,
+    // and address 0, in page 0, for a frame to receive into.
+    for (p, status_offset, expected) in [
+        (port::DISK_REQUEST, block::disk::STATUS, status::NO_DEVICE),
+        (port::NIC_SEND, block::buffer::STATUS, status::BAD_LEN),
+        (port::NIC_RECV, block::buffer::STATUS, status::BAD_ADDR),
     ] {
         let (mut vm, _) = vm(vec![with_eax(0x8000, out(p, 0x8000))]);
         assert_eq!(vm.run(None).unwrap(), Outcome::Terminated(0xDEAD));
-        assert_eq!(read(&vm, 0x8000 + status_offset), status::NO_DEVICE, "port {p:#x}");
+        assert_eq!(read(&vm, 0x8000 + status_offset), expected, "port {p:#x}");
     }
     for p in [port::TIMER_ONESHOT, port::TIMER_PERIODIC] {
         let (mut vm, _) = vm(vec![with_eax(1000, out(p, 1000))]);

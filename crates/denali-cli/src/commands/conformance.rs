@@ -27,9 +27,16 @@ const NAMED_MISSING: usize = 10;
 pub fn conformance(args: &ConformanceArgs) -> Result<u8, Failure> {
     let dir = vectors_dir(args.vectors.as_deref())?;
     let engine = args.engine;
+    if engine == EngineKind::Jit && denali_jit::Jit::new().is_none() {
+        return Err(Failure::host(super::run::NO_JIT));
+    }
     let factory = move || -> Box<dyn Engine> {
         match engine {
             EngineKind::Interp => Box::new(Interpreter::new()),
+            EngineKind::Jit => match denali_jit::Jit::new() {
+                Some(jit) => Box::new(jit),
+                None => Box::new(Interpreter::new()),
+            },
         }
     };
     let filter = args.filter.as_deref();

@@ -5,9 +5,10 @@ use std::io::Write;
 use crate::error::Failure;
 
 pub fn examples() -> Result<u8, Failure> {
-    let width = denali_examples::ALL.iter().map(|e| e.name.len()).max().unwrap_or(0);
+    let all = || denali_examples::ALL.iter().chain(denali_examples::DEVICES);
+    let width = all().map(|e| e.name.len()).max().unwrap_or(0);
     let mut out = std::io::stdout().lock();
-    for example in denali_examples::ALL {
+    for example in all() {
         writeln!(out, "{:<width$}  {}", example.name, example.description)
             .map_err(|e| Failure::host(format!("writing to stdout: {e}")))?;
     }

@@ -1,5 +1,6 @@
 //! One module per subcommand; each returns the process exit status.
 
+pub mod bench;
 pub mod check;
 pub mod conformance;
 pub mod disasm;

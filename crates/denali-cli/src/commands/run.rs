@@ -5,7 +5,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use denali_engine::{Engine, Interpreter};
-use denali_kernel::{Outcome, Vm, VmConfig, VmError};
+use denali_kernel::devices::pcap::Capture;
+use denali_kernel::{DiskImage, Outcome, Switch, Vm, VmConfig, VmError};
 
 use crate::args::{EngineKind, RunArgs};
 use crate::dump;
@@ -16,6 +17,9 @@ use crate::source::{self, io_reason};
 pub const EXIT_LIMIT: u8 = 124;
 /// Exit status when the guest faulted.
 pub const EXIT_FAULT: u8 = 125;
+
+/// Why `--engine jit` cannot run here.
+pub(crate) const NO_JIT: &str = "the JIT needs an x86-64 host with BMI2; use --engine interp";
 
 pub fn run(args: &RunArgs) -> Result<u8, Failure> {
     let source = source::load(&args.source)?;
@@ -28,6 +32,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Failure> {
     };
     let engine: Box<dyn Engine> = match args.engine {
         EngineKind::Interp => Box::new(Interpreter::new()),
+        EngineKind::Jit => Box::new(denali_jit::Jit::new().ok_or_else(|| Failure::host(NO_JIT))?),
     };
     let config = VmConfig { mem_size: args.mem, vm_id: 0 };
     let mut vm = Vm::new(&source.image, config, engine, Box::new(io::stdout())).map_err(|e| match e {
@@ -37,7 +42,13 @@ pub fn run(args: &RunArgs) -> Result<u8, Failure> {
     if let Some(trace) = trace {
         vm.set_trace(trace);
     }
+    let switch = attach_devices(&mut vm, args)?;
     let outcome = vm.run(args.max_instructions).map_err(|e| Failure::host(format!("writing guest output: {e}")))?;
+    if let (Some(switch), Some(path)) = (switch, &args.pcap) {
+        switch
+            .finish_capture()
+            .map_err(|e| Failure::host(format!("{}: cannot write: {}", path.display(), io_reason(&e))))?;
+    }
     if let (Some(mut file), Some(path)) = (dump_file, &args.dump_state) {
         file.write_all(dump::render(&outcome, vm.cpu()).as_bytes())
             .map_err(|e| Failure::host(format!("{}: cannot write: {}", path.display(), io_reason(&e))))?;
@@ -54,6 +65,30 @@ pub fn run(args: &RunArgs) -> Result<u8, Failure> {
             EXIT_LIMIT
         }
     })
+}
+
+/// Attaches the disks, keyboard input and capturing switch the options ask for; returns the
+/// switch when there is a capture to finish.
+fn attach_devices(vm: &mut Vm, args: &RunArgs) -> Result<Option<std::sync::Arc<Switch>>, Failure> {
+    for disk in &args.disk {
+        let image = DiskImage::open(&disk.path, disk.read_only).map_err(|e| Failure::input(e.to_string()))?;
+        vm.attach_disk(image);
+    }
+    if let Some(path) = &args.keyboard_script {
+        let script = std::fs::read(path)
+            .map_err(|e| Failure::input(format!("{}: cannot read: {}", path.display(), io_reason(&e))))?;
+        vm.add_keyboard_script(&script);
+    }
+    if args.keyboard_stdin {
+        // The reader thread blocks on stdin for as long as the process lives; it ends with it.
+        drop(vm.keyboard_input().spawn_reader(io::stdin()));
+    }
+    let Some(path) = &args.pcap else { return Ok(None) };
+    let capture = Capture::create(path)
+        .map_err(|e| Failure::input(format!("{}: cannot create: {}", path.display(), io_reason(&e))))?;
+    let switch = Switch::with_capture(capture);
+    vm.connect_switch(&switch);
+    Ok(Some(switch))
 }
 
 fn create(path: &Path) -> Result<File, Failure> {

@@ -1,0 +1,40 @@
+//! A basic-block JIT for Denali guests on x86-64 hosts (issue #4, first version).
+//!
+//! Guest code is translated a basic block at a time into x86-64 host code; whatever the JIT
+//! does not translate runs in the portable interpreter one instruction at a time, so
+//! correctness never depends on translation coverage. See `DESIGN.md` for every decision.
+//!
+//! On hosts that are not x86-64, or lack BMI2, [`Jit::new`] returns `None` and callers use the
+//! interpreter.
+
+#[cfg(target_arch = "x86_64")]
+mod x64;
+
+#[cfg(target_arch = "x86_64")]
+pub use x64::{Jit, JitStats};
+
+/// Stand-in on hosts without a backend: it can never be constructed.
+#[cfg(not(target_arch = "x86_64"))]
+pub struct Jit {
+    never: std::convert::Infallible,
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+impl Jit {
+    /// Always `None`: this host has no JIT backend.
+    pub fn new() -> Option<Jit> {
+        None
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+impl denali_engine::Engine for Jit {
+    fn run(
+        &mut self,
+        _cpu: &mut denali_engine::Cpu,
+        _memory: &mut denali_engine::GuestMemory,
+        _budget: u64,
+    ) -> denali_engine::Exit {
+        match self.never {}
+    }
+}

@@ -1,0 +1,46 @@
+//! The block of state a translated block reads and writes through `rdi`.
+
+/// Byte offsets of `Ctx`'s fields, used in the generated code.
+pub(crate) const FLAGS_IN: i32 = 32;
+pub(crate) const FLAGS_OUT: i32 = 40;
+pub(crate) const MEM_BASE: i32 = 48;
+pub(crate) const LIMIT: i32 = 56;
+pub(crate) const CODE_PAGES: i32 = 64;
+pub(crate) const EIP: i32 = 72;
+pub(crate) const COUNT: i32 = 76;
+pub(crate) const FLAGS_SAVED: i32 = 80;
+
+/// Guest registers and the runtime's inputs and outputs of one block execution.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct Ctx {
+    /// Guest registers, in encoding order (offset 0).
+    pub regs: [u32; 8],
+    /// RFLAGS image `popfq` loads when the block needs the guest flags: status bits only.
+    pub flags_in: u64,
+    /// RFLAGS the block saved at exit (`pushfq`), when `flags_saved` is 1.
+    pub flags_out: u64,
+    /// Host address of guest address 0.
+    pub mem_base: u64,
+    /// 2^32 - memory size.
+    pub limit: u64,
+    /// Host address of the code-page table.
+    pub code_pages: u64,
+    /// Where the guest continues.
+    pub eip: u32,
+    /// Guest instructions the block retired.
+    pub count: u32,
+    /// 1 when `flags_out` holds the guest's status flags.
+    pub flags_saved: u32,
+}
+
+const _: () = {
+    assert!(std::mem::offset_of!(Ctx, flags_in) == FLAGS_IN as usize);
+    assert!(std::mem::offset_of!(Ctx, flags_out) == FLAGS_OUT as usize);
+    assert!(std::mem::offset_of!(Ctx, mem_base) == MEM_BASE as usize);
+    assert!(std::mem::offset_of!(Ctx, limit) == LIMIT as usize);
+    assert!(std::mem::offset_of!(Ctx, code_pages) == CODE_PAGES as usize);
+    assert!(std::mem::offset_of!(Ctx, eip) == EIP as usize);
+    assert!(std::mem::offset_of!(Ctx, count) == COUNT as usize);
+    assert!(std::mem::offset_of!(Ctx, flags_saved) == FLAGS_SAVED as usize);
+};

@@ -1,0 +1,192 @@
+//! The x86-64 backend: block cache, runtime loop and fallback to the interpreter.
+
+mod arena;
+mod ctx;
+mod translate;
+
+use arena::Arena;
+use ctx::Ctx;
+use denali_abi::boot::PAGE_SIZE;
+use denali_engine::{Cpu, Engine, Exit, GuestMemory, Interpreter};
+use std::collections::HashMap;
+
+const PAGE_SHIFT: u32 = PAGE_SIZE.trailing_zeros();
+/// The guest status flags (CF PF AF ZF SF OF) that live in host flags inside a block.
+const STATUS: u32 = 0x8D5;
+/// Most cached entries (translated or not) before the cache is flushed whole.
+const MAX_ENTRIES: usize = 1 << 16;
+
+/// A cached decision for one guest address.
+#[derive(Clone, Copy)]
+struct Entry {
+    /// Offset of the host code in the arena (when `count > 0`).
+    offset: usize,
+    /// Guest instructions of the block; 0: run the interpreter for one instruction.
+    count: u32,
+}
+
+/// Cache counters, for benchmarks and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct JitStats {
+    /// Blocks translated.
+    pub translations: u64,
+    /// Translated blocks entered.
+    pub block_runs: u64,
+    /// Instructions run by the interpreter fallback.
+    pub interpreted: u64,
+    /// Whole-cache flushes.
+    pub flushes: u64,
+    /// Blocks dropped because their code was written.
+    pub invalidations: u64,
+}
+
+/// The basic-block JIT engine. Owns an interpreter for everything it does not translate.
+pub struct Jit {
+    interp: Interpreter,
+    arena: Arena,
+    blocks: HashMap<u32, Entry>,
+    /// Block start addresses by the guest pages their bytes lie on.
+    by_page: HashMap<u32, Vec<u32>>,
+    /// `GuestMemory::code_write_count` when this JIT last dropped written blocks.
+    seen: u64,
+    stats: JitStats,
+}
+
+impl Jit {
+    /// A JIT, or `None` when this host lacks a CPU feature the generated code needs (BMI2).
+    pub fn new() -> Option<Jit> {
+        if !std::is_x86_feature_detected!("bmi2") {
+            return None;
+        }
+        Some(Jit {
+            interp: Interpreter::new(),
+            arena: Arena::default(),
+            blocks: HashMap::new(),
+            by_page: HashMap::new(),
+            seen: 0,
+            stats: JitStats::default(),
+        })
+    }
+
+    /// Cache counters since creation.
+    pub fn stats(&self) -> JitStats {
+        self.stats
+    }
+
+    /// Drops every block cached from pages written since the last call. A store to a marked
+    /// page clears its mark and counts in `code_write_count`; the interpreter consumes the list
+    /// of written pages itself, so the JIT looks at the marks of its own pages instead.
+    fn sync(&mut self, mem: &GuestMemory) {
+        if mem.code_write_count() == self.seen {
+            return;
+        }
+        self.seen = mem.code_write_count();
+        let written: Vec<u32> = self.by_page.keys().copied().filter(|p| !mem.is_code_page(*p)).collect();
+        for page in written {
+            if let Some(starts) = self.by_page.remove(&page) {
+                for eip in starts {
+                    if self.blocks.remove(&eip).is_some() {
+                        self.stats.invalidations += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        self.blocks.clear();
+        self.by_page.clear();
+        self.arena.flush();
+        self.stats.flushes += 1;
+    }
+
+    fn lookup(&mut self, eip: u32, mem: &mut GuestMemory) -> Entry {
+        if let Some(e) = self.blocks.get(&eip) {
+            return *e;
+        }
+        if self.blocks.len() >= MAX_ENTRIES {
+            self.flush();
+        }
+        let t = translate::translate(eip, mem);
+        let mut entry = Entry { offset: 0, count: 0 };
+        if t.count > 0 {
+            let offset = match self.arena.insert(&t.code) {
+                Some(o) => Some(o),
+                None => {
+                    self.flush();
+                    self.arena.insert(&t.code)
+                }
+            };
+            if let Some(offset) = offset {
+                entry = Entry { offset, count: t.count };
+                self.stats.translations += 1;
+                // The translation depends on these bytes: a store to them must drop it.
+                for page in (eip >> PAGE_SHIFT)..=(t.last_byte >> PAGE_SHIFT) {
+                    if u64::from(page) << PAGE_SHIFT < u64::from(mem.size()) {
+                        mem.mark_code_page(page);
+                        self.by_page.entry(page).or_default().push(eip);
+                    }
+                }
+            }
+        }
+        // An entry with count 0 depends on no bytes: the interpreter decides afresh each time.
+        self.blocks.insert(eip, entry);
+        entry
+    }
+
+    /// Runs one translated block; returns the instructions it retired.
+    fn exec(&mut self, entry: Entry, cpu: &mut Cpu, mem: &mut GuestMemory) -> u32 {
+        let mut ctx = Ctx {
+            regs: cpu.regs,
+            flags_in: u64::from((cpu.eflags & STATUS) | 2),
+            mem_base: mem.host_base() as u64,
+            limit: (1u64 << 32) - u64::from(mem.size()),
+            code_pages: mem.code_page_table() as u64,
+            ..Ctx::default()
+        };
+        self.arena.call(entry.offset, &mut ctx);
+        self.stats.block_runs += 1;
+        cpu.regs = ctx.regs;
+        cpu.eip = ctx.eip;
+        if ctx.flags_saved != 0 {
+            #[allow(clippy::cast_possible_truncation, reason = "the status bits are in the low dword")]
+            let host = ctx.flags_out as u32;
+            cpu.eflags = (cpu.eflags & !STATUS) | (host & STATUS);
+        }
+        cpu.instructions += u64::from(ctx.count);
+        ctx.count
+    }
+}
+
+impl Engine for Jit {
+    fn run(&mut self, cpu: &mut Cpu, mem: &mut GuestMemory, budget: u64) -> Exit {
+        let mut left = budget;
+        loop {
+            if left == 0 {
+                return Exit::BudgetExhausted;
+            }
+            self.sync(mem);
+            if cpu.eip < mem.size() {
+                let entry = self.lookup(cpu.eip, mem);
+                if entry.count > 0 && u64::from(entry.count) <= left {
+                    let done = self.exec(entry, cpu, mem);
+                    left -= u64::from(done);
+                    if done == entry.count {
+                        continue;
+                    }
+                    // The block stopped before an instruction it could not complete (an access
+                    // outside memory or a store to code): the interpreter runs that one.
+                }
+            }
+            let before = cpu.instructions;
+            let exit = self.interp.run(cpu, mem, 1);
+            self.sync(mem);
+            let done = cpu.instructions - before;
+            self.stats.interpreted += done;
+            left -= done;
+            if exit != Exit::BudgetExhausted {
+                return exit;
+            }
+        }
+    }
+}

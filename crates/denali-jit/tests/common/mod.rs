@@ -1,0 +1,76 @@
+//! Helpers shared by the JIT tests: run the same guest on the interpreter and on the JIT.
+
+#![allow(dead_code, reason = "each test file uses a part")]
+
+use denali_engine::{Cpu, Engine, Exit, GuestMemory, Interpreter};
+use denali_jit::Jit;
+
+/// The outcome of running a guest: the exits in order, the final CPU and a digest of memory.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Run {
+    pub exits: Vec<Exit>,
+    pub cpu: Cpu,
+    pub memory: u64,
+}
+
+fn digest(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// Runs `engine` from `cpu` in slices of `slice` instructions until a non-budget exit or
+/// `limit` instructions, retiring I/O exits as the kernel would (IN reads 0).
+pub fn run(engine: &mut dyn Engine, mut cpu: Cpu, mem: &mut GuestMemory, slice: u64, limit: u64) -> Run {
+    let mut exits = Vec::new();
+    while cpu.instructions < limit {
+        let budget = slice.min(limit - cpu.instructions);
+        let exit = engine.run(&mut cpu, mem, budget);
+        match exit {
+            Exit::BudgetExhausted => continue,
+            Exit::PortOut { len, .. } => {
+                exits.push(exit);
+                cpu.retire(len);
+            }
+            Exit::PortIn { len, .. } => {
+                exits.push(exit);
+                cpu.regs[0] = 0;
+                cpu.retire(len);
+            }
+            _ => {
+                exits.push(exit);
+                break;
+            }
+        }
+    }
+    Run { exits, cpu, memory: digest(mem.as_slice()) }
+}
+
+/// Runs the guest that `setup` builds on both engines and returns both outcomes.
+pub fn both(mem_size: u64, setup: &dyn Fn(&mut GuestMemory) -> Cpu, slice: u64, limit: u64) -> (Run, Run, Jit) {
+    let mut mem_i = GuestMemory::new(mem_size).unwrap();
+    let cpu = setup(&mut mem_i);
+    let want = run(&mut Interpreter::new(), cpu, &mut mem_i, slice, limit);
+    let mut mem = GuestMemory::new(mem_size).unwrap();
+    let cpu = setup(&mut mem);
+    let mut jit = Jit::new().expect("x86-64 host with BMI2");
+    let got = run(&mut jit, cpu, &mut mem, slice, limit);
+    if let Some(at) = mem.as_slice().iter().zip(mem_i.as_slice()).position(|(a, b)| a != b) {
+        let (a, b) = (&mem.as_slice()[at..at + 8], &mem_i.as_slice()[at..at + 8]);
+        panic!("memory differs at {at:#x}: JIT {a:02x?}, interpreter {b:02x?}; {got:?}");
+    }
+    (want, got, jit)
+}
+
+/// Asserts that the JIT and the interpreter agree on the guest `setup` builds.
+pub fn same(mem_size: u64, setup: &dyn Fn(&mut GuestMemory) -> Cpu, slice: u64, limit: u64) -> (Run, Jit) {
+    let (want, got, jit) = both(mem_size, setup, slice, limit);
+    assert_eq!(got, want, "JIT (left) differs from the interpreter (right)");
+    (got, jit)
+}
+
+/// A flat guest: `code` at 0x1000, stack at the top of memory.
+pub fn flat(code: &[u8]) -> impl Fn(&mut GuestMemory) -> Cpu + '_ {
+    move |mem: &mut GuestMemory| {
+        mem.write(0x1000, code).unwrap();
+        Cpu::new(0x1000, mem.size())
+    }
+}

@@ -1,0 +1,70 @@
+//! The JIT against the interpreter on random straight-line blocks (every register, all of
+//! EFLAGS, memory, instruction counts and exits), whole and in small budget slices, and on
+//! loops.
+
+#![cfg(target_arch = "x86_64")]
+
+mod common;
+
+use common::{flat, same};
+use denali_conformance::case::MEMORY_SIZE;
+use denali_conformance::generate::{Rng, block, block_forms};
+use denali_engine::{Cpu, GuestMemory};
+
+#[test]
+fn random_blocks_agree_with_the_interpreter() {
+    let forms = block_forms();
+    let mut rng = Rng::new(0x1D1F_F00D);
+    let mut translated = 0;
+    for round in 0..120 {
+        let len = 1 + (round % 24);
+        let b = block(&forms, len, &mut rng);
+        let case = b.case;
+        let setup = |mem: &mut GuestMemory| {
+            for region in &case.memory {
+                mem.write(region.addr, &region.data).unwrap();
+            }
+            let mut code = case.code.clone();
+            code.extend_from_slice(&[0xCD, 0xD0]); // terminate
+            mem.write(case.init.eip, &code).unwrap();
+            let s = &case.init;
+            let mut cpu = Cpu::new(s.eip, s.esp);
+            cpu.regs = [s.eax, s.ecx, s.edx, s.ebx, s.esp, s.ebp, s.esi, s.edi];
+            cpu.eflags = s.eflags;
+            cpu
+        };
+        for slice in [1_000_000, 1, 3] {
+            let (_, jit) = same(u64::from(MEMORY_SIZE), &setup, slice, 10_000);
+            translated += jit.stats().translations;
+        }
+    }
+    assert!(translated > 300, "the JIT translated only {translated} blocks");
+}
+
+/// `mov ecx, N; l: add eax, ecx; imul edx, eax, 3; xor ebx, edx; shl ebx, 1; adc esi, ebx;
+/// push eax; pop edi; mov [0x3000+...], ...; dec ecx; jnz l; int 0xd0`
+#[test]
+fn loops_agree_with_the_interpreter_and_are_translated() {
+    let code = [
+        0xB9, 0x10, 0x27, 0x00, 0x00, // mov ecx, 10000
+        0x01, 0xC8, // l: add eax, ecx
+        0x6B, 0xD0, 0x03, // imul edx, eax, 3
+        0x31, 0xD3, // xor ebx, edx
+        0xD1, 0xE3, // shl ebx, 1
+        0x11, 0xDE, // adc esi, ebx
+        0x50, // push eax
+        0x5F, // pop edi
+        0x89, 0x3C, 0x8D, 0x00, 0x30, 0x00, 0x00, // mov [ecx*4+0x3000], edi
+        0x03, 0x2C, 0x8D, 0x00, 0x30, 0x00, 0x00, // add ebp, [ecx*4+0x3000]
+        0x49, // dec ecx
+        0x75, 0xE2, // jnz l
+        0xCD, 0xD0, // int 0xd0
+    ];
+    for slice in [u64::MAX, 7, 1] {
+        let (run, jit) = same(0x10_0000, &flat(&code), slice, 1_000_000);
+        assert_eq!(run.cpu.instructions, 1 + 11 * 10_000);
+        if slice > 7 {
+            assert!(jit.stats().block_runs >= 10_000, "{:?}", jit.stats());
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The disk device (`DISK_REQUEST`): fixed-size virtual disks in host files, 4096-byte blocks,
+//! asynchronous requests.
+//!
+//! A [`DiskImage`] is one host file (a plain file whose size is a multiple of 4096 bytes),
+//! shared through an `Arc` by every VM that attaches it; one opened read-only refuses writes,
+//! so many VMs can share one image safely. A VM's [`DiskDevice`] checks each request when it is
+//! submitted (an error gets its final status at once), queues the valid ones with status
+//! PENDING, and completes them in order when the VM polls its devices (at the next slice
+//! boundary or while it idles): the data moves between guest memory and the file then, like
+//! DMA, and the final status is written before DISK is raised. Completing in submission order
+//! is what makes flush a barrier: every earlier write has reached the file when the flush's
+//! `sync_data` runs.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use denali_abi::status;
+use denali_engine::GuestMemory;
+
+use crate::devices::request::{DiskBlock, range_ok};
+
+/// Bytes per disk block.
+pub const BLOCK_SIZE: u32 = 4096;
+/// Requests one VM may have queued; more get `QUEUE_FULL`.
+pub const QUEUE_CAPACITY: usize = 32;
+
+/// `DISK_REQUEST` operation codes (`isa-spec/blocks.txt`).
+pub mod op {
+    pub const READ: u32 = 1;
+    pub const WRITE: u32 = 2;
+    pub const FLUSH: u32 = 3;
+    pub const INFO: u32 = 4;
+}
+
+/// Why a disk image could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("{}: cannot open: {source}", path.display())]
+    Open { path: PathBuf, source: io::Error },
+    #[error("{}: size {size} is not a positive multiple of the 4096-byte block", path.display())]
+    Size { path: PathBuf, size: u64 },
+    #[error("{}: {blocks} blocks is more than a 32-bit block number can address", path.display())]
+    TooLarge { path: PathBuf, blocks: u64 },
+}
+
+/// One virtual disk: a host file.
+#[derive(Debug)]
+pub struct DiskImage {
+    file: Mutex<File>,
+    blocks: u32,
+    read_only: bool,
+    path: PathBuf,
+}
+
+impl DiskImage {
+    /// Opens an existing image; `read_only` opens the file read-only and refuses writes.
+    pub fn open(path: &Path, read_only: bool) -> Result<Arc<DiskImage>, DiskError> {
+        let open_error = |source| DiskError::Open { path: path.to_owned(), source };
+        let file = OpenOptions::new().read(true).write(!read_only).open(path).map_err(open_error)?;
+        let size = file.metadata().map_err(open_error)?.len();
+        if size == 0 || size % u64::from(BLOCK_SIZE) != 0 || !file_is_regular(&file) {
+            return Err(DiskError::Size { path: path.to_owned(), size });
+        }
+        let blocks = size / u64::from(BLOCK_SIZE);
+        let blocks = u32::try_from(blocks).map_err(|_| DiskError::TooLarge { path: path.to_owned(), blocks })?;
+        Ok(Arc::new(DiskImage { file: Mutex::new(file), blocks, read_only, path: path.to_owned() }))
+    }
+
+    /// Creates (or truncates) an image of `blocks` zero blocks and opens it read-write.
+    pub fn create(path: &Path, blocks: u32) -> Result<Arc<DiskImage>, DiskError> {
+        let file = File::create(path).map_err(|source| DiskError::Open { path: path.to_owned(), source })?;
+        file.set_len(u64::from(blocks) * u64::from(BLOCK_SIZE))
+            .map_err(|source| DiskError::Open { path: path.to_owned(), source })?;
+        drop(file);
+        DiskImage::open(path, false)
+    }
+
+    pub fn blocks(&self) -> u32 {
+        self.blocks
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read_block(&self, block: u32, buf: &mut [u8]) -> io::Result<()> {
+        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        file.seek(SeekFrom::Start(u64::from(block) * u64::from(BLOCK_SIZE)))?;
+        file.read_exact(buf)
+    }
+
+    fn write_block(&self, block: u32, data: &[u8]) -> io::Result<()> {
+        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        file.seek(SeekFrom::Start(u64::from(block) * u64::from(BLOCK_SIZE)))?;
+        file.write_all(data)
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.file.lock().unwrap_or_else(PoisonError::into_inner).sync_data()
+    }
+}
+
+fn file_is_regular(file: &File) -> bool {
+    file.metadata().is_ok_and(|m| m.is_file())
+}
+
+/// The disks attached to one VM and its queue of accepted requests.
+#[derive(Debug, Default)]
+pub struct DiskDevice {
+    disks: Vec<Arc<DiskImage>>,
+    queue: VecDeque<DiskBlock>,
+}
+
+impl DiskDevice {
+    /// Attaches `disk` as the next index; returns that index.
+    pub fn attach(&mut self, disk: Arc<DiskImage>) -> u32 {
+        self.disks.push(disk);
+        u32::try_from(self.disks.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    /// Whether requests are waiting for completion.
+    pub fn busy(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// `DISK_REQUEST`: checks `request` and queues it (status PENDING) or gives its error.
+    pub(crate) fn submit(&mut self, memory: &mut GuestMemory, request: DiskBlock) {
+        let status = self.check(memory, &request).unwrap_or_else(|| {
+            if self.queue.len() >= QUEUE_CAPACITY {
+                status::QUEUE_FULL
+            } else {
+                self.queue.push_back(request);
+                status::PENDING
+            }
+        });
+        request.set_status(memory, status);
+    }
+
+    /// The error status of a request, or `None` if it can be queued.
+    fn check(&self, memory: &GuestMemory, request: &DiskBlock) -> Option<u32> {
+        let Some(disk) = usize::try_from(request.disk).ok().and_then(|i| self.disks.get(i)) else {
+            return Some(status::NO_DEVICE);
+        };
+        match request.op {
+            op::READ | op::WRITE => {
+                if request.op == op::WRITE && disk.read_only() {
+                    Some(status::READ_ONLY)
+                } else if !range_ok(memory, request.addr, BLOCK_SIZE) {
+                    Some(status::BAD_ADDR)
+                } else if request.block >= disk.blocks() {
+                    Some(status::OUT_OF_RANGE)
+                } else {
+                    None
+                }
+            }
+            op::FLUSH | op::INFO => None,
+            _ => Some(status::BAD_OP),
+        }
+    }
+
+    /// Completes every queued request in order; true if any completed (raise DISK).
+    pub fn complete(&mut self, memory: &mut GuestMemory) -> bool {
+        let any = !self.queue.is_empty();
+        while let Some(request) = self.queue.pop_front() {
+            let status = self.perform(memory, &request);
+            request.set_status(memory, status);
+        }
+        any
+    }
+
+    fn perform(&self, memory: &mut GuestMemory, request: &DiskBlock) -> u32 {
+        // Checked at submission; the disk list only grows, so the index still names it.
+        let Some(disk) = self.disks.get(request.disk as usize) else {
+            return status::NO_DEVICE;
+        };
+        let result = match request.op {
+            op::READ => {
+                let mut buf = vec![0u8; BLOCK_SIZE as usize];
+                disk.read_block(request.block, &mut buf)
+                    .and_then(|()| memory.write(request.addr, &buf).map_err(|_| io::ErrorKind::InvalidInput.into()))
+            }
+            op::WRITE => match memory.bytes(request.addr, BLOCK_SIZE as usize) {
+                Ok(data) => disk.write_block(request.block, data),
+                Err(_) => return status::BAD_ADDR,
+            },
+            op::FLUSH => disk.flush(),
+            op::INFO => {
+                request.set_block(memory, disk.blocks());
+                Ok(())
+            }
+            _ => return status::BAD_OP,
+        };
+        match result {
+            Ok(()) => status::OK,
+            Err(_) => status::IO_ERROR,
+        }
+    }
+}

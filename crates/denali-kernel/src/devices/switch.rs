@@ -1,0 +1,277 @@
+//! The virtual Ethernet switch that connects the NICs of the VMs of one kernel.
+//!
+//! The switch is a shared object (`Arc<Switch>`) that NICs attach to as ports. Each port has a
+//! bounded transmit queue, filled by `NIC_SEND`, and a bounded receive queue, drained by
+//! `NIC_RECV`. [`Switch::pump`] moves frames: it drains the transmit queues round-robin, one
+//! frame per port per round so a busy port cannot starve the others, and forwards each by
+//! destination MAC: a group address (broadcast `ff:ff:ff:ff:ff:ff`, or multicast) goes to every
+//! other port, a known unicast address to its port, an unknown one is dropped and counted. A
+//! frame that finds its receive queue full is dropped and counted at that port.
+//!
+//! All state sits behind one mutex, so VMs on different threads can share a switch; whoever
+//! pumps (every VM does at its slice boundaries) forwards everyone's frames, and a port that
+//! receives a frame has its doorbell rung so an idle VM wakes.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::devices::clock::Doorbell;
+use crate::devices::pcap::Capture;
+
+/// Frames a port's transmit queue holds; more get `QUEUE_FULL`.
+pub const TX_CAPACITY: usize = 64;
+/// Frames a port's receive queue holds; more are dropped.
+pub const RX_CAPACITY: usize = 64;
+/// The broadcast MAC address.
+pub const BROADCAST: [u8; 6] = [0xFF; 6];
+
+/// A port of a switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortId(usize);
+
+/// What a port has done.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PortCounters {
+    /// Frames the port sent into the switch.
+    pub tx: u64,
+    /// Frames queued for the port to receive.
+    pub rx: u64,
+    /// Sends refused because the transmit queue was full.
+    pub tx_full: u64,
+    /// Frames for the port dropped because its receive queue was full.
+    pub rx_dropped: u64,
+}
+
+/// The result of [`Switch::receive`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    Frame(Vec<u8>),
+    /// No frame is queued.
+    Empty,
+    /// The next frame is this long, more than the buffer; it stays queued.
+    TooLong(usize),
+}
+
+/// The transmit queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the transmit queue is full")]
+pub struct QueueFull;
+
+#[derive(Debug)]
+struct Port {
+    mac: [u8; 6],
+    tx: VecDeque<Vec<u8>>,
+    rx: VecDeque<Vec<u8>>,
+    counters: PortCounters,
+    /// A frame arrived since the owner last asked (raise NIC_RX).
+    arrived: bool,
+    bell: Option<Doorbell>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Indexed by `PortId`; detached ports leave `None` so ids stay stable.
+    ports: Vec<Option<Port>>,
+    /// The port the next pump starts its first round at.
+    next_start: usize,
+    unknown_dropped: u64,
+    switched: u64,
+    capture: Option<Capture>,
+}
+
+/// A virtual Ethernet switch.
+#[derive(Debug, Default)]
+pub struct Switch {
+    state: Mutex<State>,
+}
+
+impl Switch {
+    pub fn new() -> Arc<Switch> {
+        Arc::new(Switch::default())
+    }
+
+    /// A switch that records every frame it forwards in `capture`.
+    pub fn with_capture(capture: Capture) -> Arc<Switch> {
+        Arc::new(Switch { state: Mutex::new(State { capture: Some(capture), ..State::default() }) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a port with address `mac`; `bell` is rung when a frame arrives for it.
+    pub fn attach(&self, mac: [u8; 6], bell: Option<Doorbell>) -> PortId {
+        let mut state = self.lock();
+        let port = Port {
+            mac,
+            tx: VecDeque::new(),
+            rx: VecDeque::new(),
+            counters: PortCounters::default(),
+            arrived: false,
+            bell,
+        };
+        match state.ports.iter().position(Option::is_none) {
+            Some(free) => {
+                state.ports[free] = Some(port);
+                PortId(free)
+            }
+            None => {
+                state.ports.push(Some(port));
+                PortId(state.ports.len() - 1)
+            }
+        }
+    }
+
+    /// Removes a port and drops its queued frames.
+    pub fn detach(&self, port: PortId) {
+        if let Some(slot) = self.lock().ports.get_mut(port.0) {
+            *slot = None;
+        }
+    }
+
+    /// Ports attached now.
+    pub fn port_count(&self) -> usize {
+        self.lock().ports.iter().flatten().count()
+    }
+
+    /// Queues `frame` on `port`'s transmit queue.
+    pub fn send(&self, port: PortId, frame: Vec<u8>) -> Result<(), QueueFull> {
+        let mut state = self.lock();
+        let Some(Some(port)) = state.ports.get_mut(port.0) else { return Ok(()) };
+        if port.tx.len() >= TX_CAPACITY {
+            port.counters.tx_full += 1;
+            return Err(QueueFull);
+        }
+        port.tx.push_back(frame);
+        Ok(())
+    }
+
+    /// Takes the next frame of `port`'s receive queue if it fits in `capacity` bytes.
+    pub fn receive(&self, port: PortId, capacity: usize) -> Received {
+        let mut state = self.lock();
+        let Some(Some(port)) = state.ports.get_mut(port.0) else { return Received::Empty };
+        match port.rx.front() {
+            None => Received::Empty,
+            Some(frame) if frame.len() > capacity => Received::TooLong(frame.len()),
+            Some(_) => port.rx.pop_front().map_or(Received::Empty, Received::Frame),
+        }
+    }
+
+    /// Whether a frame arrived for `port` since the last call.
+    pub fn take_arrival(&self, port: PortId) -> bool {
+        match self.lock().ports.get_mut(port.0) {
+            Some(Some(port)) => std::mem::take(&mut port.arrived),
+            _ => false,
+        }
+    }
+
+    /// Whether any other port could send `port` a frame.
+    pub fn has_peers(&self, port: PortId) -> bool {
+        self.lock().ports.iter().enumerate().any(|(i, p)| i != port.0 && p.is_some())
+    }
+
+    pub fn counters(&self, port: PortId) -> PortCounters {
+        match self.lock().ports.get(port.0) {
+            Some(Some(port)) => port.counters,
+            _ => PortCounters::default(),
+        }
+    }
+
+    /// Unicast frames dropped because no port has their destination address.
+    pub fn unknown_dropped(&self) -> u64 {
+        self.lock().unknown_dropped
+    }
+
+    /// Frames forwarded (taken from a transmit queue) since the switch was created.
+    pub fn frames_switched(&self) -> u64 {
+        self.lock().switched
+    }
+
+    /// Forwards every queued frame, draining the transmit queues round-robin. Returns how
+    /// many frames left transmit queues.
+    pub fn pump(&self) -> usize {
+        let mut state = self.lock();
+        let count = state.ports.len();
+        if count == 0 {
+            return 0;
+        }
+        let start = state.next_start % count;
+        state.next_start = start + 1;
+        let mut moved = 0;
+        loop {
+            let mut any = false;
+            for i in 0..count {
+                let from = (start + i) % count;
+                let frame = match state.ports.get_mut(from) {
+                    Some(Some(port)) => port.tx.pop_front(),
+                    _ => None,
+                };
+                if let Some(frame) = frame {
+                    any = true;
+                    moved += 1;
+                    forward(&mut state, from, frame);
+                }
+            }
+            if !any {
+                return moved;
+            }
+        }
+    }
+
+    /// Flushes and closes the capture file, if any, reporting any write error it met.
+    pub fn finish_capture(&self) -> io::Result<()> {
+        self.lock().capture.as_mut().map_or(Ok(()), Capture::finish)
+    }
+}
+
+/// Sends one frame from port `from` to its destinations.
+fn forward(state: &mut State, from: usize, frame: Vec<u8>) {
+    state.switched += 1;
+    if let Some(capture) = &mut state.capture {
+        capture.record(&frame);
+    }
+    if let Some(Some(port)) = state.ports.get_mut(from) {
+        port.counters.tx += 1;
+    }
+    let mut dest = [0u8; 6];
+    for (d, s) in dest.iter_mut().zip(&frame) {
+        *d = *s;
+    }
+    // The group bit (the least significant bit of the first byte) marks broadcast and
+    // multicast: flood them, as a switch without multicast snooping does.
+    if dest[0] & 1 == 1 {
+        let targets: Vec<usize> = (0..state.ports.len()).filter(|&i| i != from).collect();
+        for to in targets {
+            deliver(state, to, frame.clone());
+        }
+        return;
+    }
+    // A switch never sends a frame back out of the port it came in on.
+    let target =
+        state.ports.iter().enumerate().position(|(i, p)| i != from && p.as_ref().is_some_and(|p| p.mac == dest));
+    match target {
+        Some(to) => deliver(state, to, frame),
+        None => state.unknown_dropped += 1,
+    }
+}
+
+fn deliver(state: &mut State, to: usize, frame: Vec<u8>) {
+    let Some(Some(port)) = state.ports.get_mut(to) else { return };
+    if port.rx.len() >= RX_CAPACITY {
+        port.counters.rx_dropped += 1;
+        return;
+    }
+    port.rx.push_back(frame);
+    port.counters.rx += 1;
+    port.arrived = true;
+    if let Some(bell) = &port.bell {
+        bell.ring();
+    }
+}
+
+/// VMs on different threads share one switch: it must stay `Send + Sync`.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Switch>();
+};
