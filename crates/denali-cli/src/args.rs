@@ -50,6 +50,102 @@ pub enum Command {
     /// times, instructions per second and the geomean time ratio to native (last line).
     #[command(after_long_help = BENCH_HELP)]
     Bench(BenchArgs),
+    /// Runs a fleet of VMs of one image under the scheduler and prints a summary.
+    #[command(after_long_help = FLEET_HELP)]
+    Fleet(FleetArgs),
+}
+
+const FLEET_HELP: &str = "\
+Exit status:
+  0  every VM terminated (whatever its status)
+  1  an error of the host
+  2  bad usage or bad input
+  125  a VM faulted or could not boot; the others ran on";
+
+/// Where each fleet VM's console goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleMode {
+    /// Lines on stdout, prefixed with the VM id.
+    Prefix,
+    /// One file per VM in this directory (vm-N.txt).
+    Files(PathBuf),
+    /// Discarded.
+    None,
+}
+
+/// Parses `--console`: `prefix`, `files:DIR` or `none`.
+pub fn parse_console(text: &str) -> Result<ConsoleMode, String> {
+    match text {
+        "prefix" => Ok(ConsoleMode::Prefix),
+        "none" => Ok(ConsoleMode::None),
+        _ => match text.strip_prefix("files:") {
+            Some("") => Err("files: needs a directory".to_owned()),
+            Some(dir) => Ok(ConsoleMode::Files(PathBuf::from(dir))),
+            None => Err(format!("unknown console mode '{text}' (use prefix, files:DIR or none)")),
+        },
+    }
+}
+
+/// Parses a count of at least 1.
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("the value must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{text}' is not a positive number")),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    #[command(flatten)]
+    pub source: ImageArgs,
+    /// How many VMs of the image to run.
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub count: u64,
+    /// Guest memory of each VM (as for `run`).
+    #[arg(long, value_name = "SIZE", value_parser = parse_mem, default_value = "16M")]
+    pub mem: u32,
+    /// Total guest memory the gatekeeper lets live at once; more VMs wait, in order.
+    #[arg(long, value_name = "SIZE", value_parser = parse_budget)]
+    pub mem_budget: Option<u64>,
+    /// The execution engine.
+    #[arg(long, value_enum, default_value_t = EngineKind::Interp)]
+    pub engine: EngineKind,
+    /// Worker threads; defaults to the host's core count.
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub threads: Option<u64>,
+    /// Instructions per quantum.
+    #[arg(long, value_name = "N", value_parser = parse_count, default_value_t = 10_000)]
+    pub quantum: u64,
+    /// Deliver interrupts synchronously: a woken VM runs at once (the paper's comparison).
+    #[arg(long)]
+    pub sync_interrupts: bool,
+    /// Stop the fleet once its VMs retired this many instructions in total.
+    #[arg(long, value_name = "N")]
+    pub max_instructions: Option<u64>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Where VM consoles go: prefix (lines on stdout, prefixed with the VM id), files:DIR, none.
+    #[arg(long, value_name = "MODE", value_parser = parse_console, default_value = "prefix")]
+    pub console: ConsoleMode,
+    /// Show boot progress on stderr even when it is not a terminal.
+    #[arg(long)]
+    pub progress: bool,
+}
+
+/// Parses `--mem-budget`: a size with an optional K, M, G or T suffix.
+pub fn parse_budget(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (digits, unit) = [("t", 1u64 << 40), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)]
+        .iter()
+        .find_map(|(suffix, unit)| lower.strip_suffix(suffix).map(|d| (d.trim_end(), *unit)))
+        .unwrap_or((lower.as_str(), 1));
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| format!("'{text}' is not a memory size (bytes, or a number with K, M, G or T)"))
 }
 
 /// Where the image comes from: exactly one of IMAGE, --example and --flat.

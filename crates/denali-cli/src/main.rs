@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Command::Examples => commands::examples::examples(),
         Command::Conformance(args) => commands::conformance::conformance(args),
         Command::Bench(args) => commands::bench::bench(args),
+        Command::Fleet(args) => commands::fleet::fleet(args),
     };
     match result {
         Ok(status) => ExitCode::from(status),

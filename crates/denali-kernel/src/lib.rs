@@ -25,4 +25,4 @@ pub use devices::disk::{DiskError, DiskImage};
 pub use devices::switch::Switch;
 pub use diagnostic::{Fault, FaultCause};
 pub use image::{Image, ImageError, LoadError, Segment};
-pub use vm::{Outcome, SLICE, Vm, VmConfig, VmError};
+pub use vm::{Outcome, Quantum, SLICE, Vm, VmConfig, VmError};

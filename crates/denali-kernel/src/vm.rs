@@ -89,6 +89,39 @@ pub struct Vm {
     delivered_at: Option<u64>,
     /// Set once the guest terminated or faulted: a stopped VM stays stopped.
     stopped: Option<Outcome>,
+    /// Set while the guest is inside an IDLE instruction: it retires when the idle ends.
+    idling: Option<Idling>,
+}
+
+/// What one call of [`Vm::run_quantum`] left the VM doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Quantum {
+    /// The budget ran out; the VM is ready to run again.
+    Ran,
+    /// The guest idles: run it again at `until` (a time on the VM's [`Clock`]), or when its
+    /// doorbell rings; `None`: only the doorbell can end the idle.
+    Idle { until: Option<Duration> },
+    /// The guest terminated or faulted (never [`Outcome::Limit`]); every later call says so.
+    Stopped(Outcome),
+}
+
+/// An IDLE instruction in progress.
+#[derive(Debug, Clone, Copy)]
+struct Idling {
+    /// When the timeout passes, in microseconds since boot; `None`: no timeout.
+    deadline: Option<u64>,
+    /// The instruction's length, retired when the idle ends.
+    len: u8,
+}
+
+/// What [`Vm::idle_step`] decided.
+enum IdleStep {
+    /// The idle ended; EAX holds why.
+    Done,
+    /// The idle goes on, until this clock time at the latest.
+    Wait(Option<Duration>),
+    /// The idle can never end.
+    Stop(Outcome),
 }
 
 impl Vm {
@@ -121,6 +154,7 @@ impl Vm {
             polled_at: 0,
             delivered_at: None,
             stopped: None,
+            idling: None,
         })
     }
 
@@ -188,6 +222,11 @@ impl Vm {
         self.devices.bell.clone()
     }
 
+    /// Whether the guest is inside an IDLE instruction (see [`Quantum::Idle`]).
+    pub fn is_idle(&self) -> bool {
+        self.idling.is_some()
+    }
+
     /// Marks interrupt sources pending (a mask of `1 << denali_abi::irq::*` bits). They are
     /// delivered at the next slice start once the guest enables interrupts.
     pub fn raise_interrupts(&mut self, mask: u32) {
@@ -197,36 +236,74 @@ impl Vm {
 
     /// Runs the guest until it terminates, faults, or has retired `max_instructions`
     /// instructions in total since boot. Errors are host I/O errors of the console or trace.
+    ///
+    /// This is [`Vm::run_quantum`] in a loop that sleeps on the VM's clock whenever the guest
+    /// idles, so a single VM and a fleet's scheduler serve exits the same way.
     pub fn run(&mut self, max_instructions: Option<u64>) -> io::Result<Outcome> {
         if let Some(outcome) = &self.stopped {
             return Ok(outcome.clone());
         }
-        let result = self.run_slices(max_instructions);
-        // Flush even when the run failed, so that output written before the error is kept.
-        let flushed = self.console.flush();
-        let trace_flushed = self.trace.as_mut().map_or(Ok(()), |t| t.flush());
-        let outcome = result?;
-        flushed?;
-        trace_flushed?;
-        if outcome != Outcome::Limit {
-            self.stopped = Some(outcome.clone());
-        }
-        Ok(outcome)
-    }
-
-    fn run_slices(&mut self, max_instructions: Option<u64>) -> io::Result<Outcome> {
         loop {
-            let remaining = match max_instructions {
+            let budget = match max_instructions {
                 Some(max) if self.cpu.instructions >= max => return Ok(Outcome::Limit),
                 Some(max) => max - self.cpu.instructions,
                 None => u64::MAX,
             };
+            match self.run_quantum(budget)? {
+                Quantum::Ran => {}
+                Quantum::Idle { until } => self.clock.wait(until, &self.devices.bell),
+                Quantum::Stopped(outcome) => return Ok(outcome),
+            }
+        }
+    }
+
+    /// Runs the guest for at most `budget` instructions (a scheduler's quantum) and says what
+    /// it should do next: run again, wait until the guest's idle may end, or forget the VM.
+    /// It never sleeps: an idling guest stays inside its IDLE instruction, and the next call
+    /// re-checks whether the idle ended (so a spurious call is harmless). Errors are host I/O
+    /// errors of the console or trace; output is flushed when the guest idles or stops.
+    pub fn run_quantum(&mut self, budget: u64) -> io::Result<Quantum> {
+        if let Some(outcome) = &self.stopped {
+            return Ok(Quantum::Stopped(outcome.clone()));
+        }
+        let result = self.run_slices(budget);
+        let ended = !matches!(result, Ok(Quantum::Ran));
+        // Flush even when the run failed, so that output written before the error is kept;
+        // not after every quantum, so a chatty guest still costs few host writes.
+        let (flushed, trace_flushed) = if ended {
+            (self.console.flush(), self.trace.as_mut().map_or(Ok(()), |t| t.flush()))
+        } else {
+            (Ok(()), Ok(()))
+        };
+        let quantum = result?;
+        flushed?;
+        trace_flushed?;
+        if let Quantum::Stopped(outcome) = &quantum {
+            self.stopped = Some(outcome.clone());
+        }
+        Ok(quantum)
+    }
+
+    fn run_slices(&mut self, budget: u64) -> io::Result<Quantum> {
+        let end = self.cpu.instructions.saturating_add(budget);
+        loop {
+            if let Some(idling) = self.idling {
+                match self.idle_step(idling) {
+                    IdleStep::Done => {}
+                    IdleStep::Wait(until) => return Ok(Quantum::Idle { until }),
+                    IdleStep::Stop(outcome) => return Ok(Quantum::Stopped(outcome)),
+                }
+            }
+            if self.cpu.instructions >= end {
+                return Ok(Quantum::Ran);
+            }
+            let remaining = end - self.cpu.instructions;
             if self.poll_due || self.cpu.instructions.saturating_sub(self.polled_at) >= SLICE {
                 self.poll_devices();
             }
             self.refresh_time();
             if let Err(OutOfBounds(stack_addr)) = delivery::deliver_interrupts(&mut self.cpu, &mut self.memory) {
-                return Ok(self.fault(FaultCause::InterruptFrame { stack_addr }));
+                return Ok(Quantum::Stopped(self.fault(FaultCause::InterruptFrame { stack_addr })));
             }
             let budget = match &mut self.trace {
                 Some(out) => {
@@ -237,7 +314,7 @@ impl Vm {
             };
             let exit = self.engine.run(&mut self.cpu, &mut self.memory, budget);
             if let Some(outcome) = self.serve(exit)? {
-                return Ok(outcome);
+                return Ok(Quantum::Stopped(outcome));
             }
         }
     }
@@ -259,7 +336,14 @@ impl Vm {
                     ports::port_out(port, width, value, &mut self.memory, &mut self.console, &mut self.devices, now)?;
                 Ok(self.complete_io(action, false, len))
             }
-            Exit::Idle { timeout_us, len } => self.idle(timeout_us, len),
+            Exit::Idle { timeout_us, len } => {
+                // The guest may be waiting for a user to read what it wrote.
+                self.console.flush()?;
+                let start = self.now_us();
+                let deadline = (timeout_us != u32::MAX).then(|| start.saturating_add(u64::from(timeout_us)));
+                self.idling = Some(Idling { deadline, len });
+                Ok(None)
+            }
             Exit::Terminate { status, len } => {
                 self.cpu.retire(len);
                 Ok(Some(Outcome::Terminated(status)))
@@ -282,15 +366,11 @@ impl Vm {
         }
     }
 
-    /// The virtual IDLE instruction: waits until an enabled interrupt is pending (EAX = 1) or
-    /// the timeout passes (EAX = 0). It sleeps until the earliest of the timeout and the next
-    /// device event (a timer expiry, a disk completion), or until another thread rings the
-    /// doorbell (input, a frame), then polls the devices and decides again.
-    fn idle(&mut self, timeout_us: u32, len: u8) -> io::Result<Option<Outcome>> {
-        // The guest may be waiting for a user to read what it wrote.
-        self.console.flush()?;
-        let start = self.now_us();
-        let deadline = (timeout_us != u32::MAX).then(|| start.saturating_add(u64::from(timeout_us)));
+    /// The virtual IDLE instruction: it ends when an enabled interrupt is pending (EAX = 1)
+    /// or the timeout passes (EAX = 0). Polls the devices and decides; if the idle goes on,
+    /// says until when: the earliest of the timeout and the next device event (a timer
+    /// expiry, a disk completion), `None` when only the doorbell (input, a frame) can end it.
+    fn idle_step(&mut self, idling: Idling) -> IdleStep {
         let woken = loop {
             self.poll_devices();
             let enabled = vregs::read(&self.memory, vreg::IRQ_ENABLE) != 0;
@@ -298,27 +378,29 @@ impl Vm {
                 break true;
             }
             let now = self.now_us();
-            if deadline.is_some_and(|d| now >= d) {
+            if idling.deadline.is_some_and(|d| now >= d) {
                 break false;
             }
             // With interrupts disabled no device event can end the idle: only the timeout.
             let event = if enabled { self.devices.next_event(now) } else { None };
-            let wake_at = match (deadline, event) {
+            let wake_at = match (idling.deadline, event) {
                 (Some(d), Some(e)) => Some(d.min(e)),
                 (d, e) => d.or(e),
             };
             if wake_at.is_none() && !(enabled && self.devices.may_be_woken()) {
-                return Ok(Some(self.fault(FaultCause::IdleForever)));
+                self.idling = None;
+                return IdleStep::Stop(self.fault(FaultCause::IdleForever));
             }
             if wake_at.is_some_and(|t| t <= now) {
                 continue;
             }
-            self.clock.wait(wake_at.map(|t| self.boot + Duration::from_micros(t)), &self.devices.bell);
+            return IdleStep::Wait(wake_at.map(|t| self.boot + Duration::from_micros(t)));
         };
+        self.idling = None;
         self.cpu.regs[reg::EAX] = u32::from(woken);
-        self.cpu.retire(len);
+        self.cpu.retire(idling.len);
         self.refresh_time();
-        Ok(None)
+        IdleStep::Done
     }
 
     /// Polls the devices and raises the interrupts they report.

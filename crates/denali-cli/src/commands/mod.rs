@@ -5,4 +5,5 @@ pub mod check;
 pub mod conformance;
 pub mod disasm;
 pub mod examples;
+pub mod fleet;
 pub mod run;

@@ -52,6 +52,9 @@ pub(crate) struct Block {
     pub end: u32,
 }
 
+/// `Default` leaves the fast table empty: it is allocated on the first miss, so a fleet of
+/// VMs that barely run does not pay 32 KiB each for it.
+#[derive(Default)]
 pub(crate) struct Cache {
     blocks: Vec<Option<Block>>,
     free: Vec<u32>,
@@ -60,19 +63,6 @@ pub(crate) struct Cache {
     by_page: AddrMap<Vec<u32>>,
     /// Pre-decoded instructions in live blocks.
     ops: usize,
-}
-
-impl Default for Cache {
-    fn default() -> Cache {
-        Cache {
-            blocks: Vec::new(),
-            free: Vec::new(),
-            map: AddrMap::default(),
-            fast: vec![(EMPTY, 0); FAST_SLOTS].into_boxed_slice(),
-            by_page: AddrMap::default(),
-            ops: 0,
-        }
-    }
 }
 
 #[inline(always)]
@@ -85,15 +75,21 @@ impl Cache {
     #[inline]
     pub fn lookup(&mut self, eip: u32, mem: &mut GuestMemory) -> u32 {
         let fi = fast_index(eip);
-        let (key, slot) = self.fast[fi];
-        if key == eip {
+        if let Some(&(key, slot)) = self.fast.get(fi)
+            && key == eip
+        {
             return slot;
         }
         let slot = match self.map.get(&eip) {
             Some(s) => *s,
             None => self.insert(eip, mem),
         };
-        self.fast[fi] = (eip, slot);
+        if self.fast.is_empty() {
+            self.fast = vec![(EMPTY, 0); FAST_SLOTS].into_boxed_slice();
+        }
+        if let Some(entry) = self.fast.get_mut(fi) {
+            *entry = (eip, slot);
+        }
         slot
     }
 
@@ -143,9 +139,10 @@ impl Cache {
                         self.ops -= block.ops.len();
                     }
                     self.free.push(slot);
-                    let fi = fast_index(eip);
-                    if self.fast[fi].0 == eip {
-                        self.fast[fi] = (EMPTY, 0);
+                    if let Some(entry) = self.fast.get_mut(fast_index(eip))
+                        && entry.0 == eip
+                    {
+                        *entry = (EMPTY, 0);
                     }
                 }
             }

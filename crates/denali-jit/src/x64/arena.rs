@@ -35,6 +35,11 @@ impl Arena {
         Some(at)
     }
 
+    /// Host address of offset 0 (stable until the arena is dropped), once mapped.
+    pub fn base(&self) -> Option<u64> {
+        self.map.as_ref().map(|m| m.as_ptr() as u64)
+    }
+
     /// Forgets every block; their offsets become invalid.
     pub fn flush(&mut self) {
         self.used = 0;

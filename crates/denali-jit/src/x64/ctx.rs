@@ -9,6 +9,18 @@ pub(crate) const CODE_PAGES: i32 = 64;
 pub(crate) const EIP: i32 = 72;
 pub(crate) const COUNT: i32 = 76;
 pub(crate) const FLAGS_SAVED: i32 = 80;
+pub(crate) const STOPPED: i32 = 84;
+pub(crate) const LEFT: i32 = 88;
+pub(crate) const TABLE: i32 = 96;
+pub(crate) const RUNS: i32 = 104;
+
+/// Slots of the chaining table (a power of two): `[tag, inner entry address]` pairs.
+pub(crate) const SLOTS: usize = 4096;
+
+/// The chaining-table slot of a guest address.
+pub(crate) fn slot(eip: u32) -> usize {
+    (eip.wrapping_mul(0x9E37_79B1) >> (32 - SLOTS.trailing_zeros())) as usize
+}
 
 /// Guest registers and the runtime's inputs and outputs of one block execution.
 #[repr(C)]
@@ -28,10 +40,19 @@ pub(crate) struct Ctx {
     pub code_pages: u64,
     /// Where the guest continues.
     pub eip: u32,
-    /// Guest instructions the block retired.
+    /// Instructions of the last block run that did not retire (refunded to `left` at exit).
     pub count: u32,
     /// 1 when `flags_out` holds the guest's status flags.
     pub flags_saved: u32,
+    /// 1 when the run stopped before an instruction it could not complete (a failed check).
+    pub stopped: u32,
+    /// Budget left; each block entry takes its instruction count from it (or exits).
+    pub left: u64,
+    /// Host address of the chaining table (`SLOTS` pairs of u64: guest address or `u64::MAX`,
+    /// host address of the block's inner entry).
+    pub table: u64,
+    /// Blocks entered (outer or chained).
+    pub runs: u64,
 }
 
 const _: () = {
@@ -43,4 +64,8 @@ const _: () = {
     assert!(std::mem::offset_of!(Ctx, eip) == EIP as usize);
     assert!(std::mem::offset_of!(Ctx, count) == COUNT as usize);
     assert!(std::mem::offset_of!(Ctx, flags_saved) == FLAGS_SAVED as usize);
+    assert!(std::mem::offset_of!(Ctx, stopped) == STOPPED as usize);
+    assert!(std::mem::offset_of!(Ctx, left) == LEFT as usize);
+    assert!(std::mem::offset_of!(Ctx, table) == TABLE as usize);
+    assert!(std::mem::offset_of!(Ctx, runs) == RUNS as usize);
 };

@@ -44,11 +44,14 @@ pub struct JitStats {
 pub struct Jit {
     interp: Interpreter,
     arena: Arena,
-    blocks: HashMap<u32, Entry>,
+    blocks: AddrMap<Entry>,
     /// Block start addresses by the guest pages their bytes lie on.
-    by_page: HashMap<u32, Vec<u32>>,
+    by_page: AddrMap<Vec<u32>>,
     /// `GuestMemory::code_write_count` when this JIT last dropped written blocks.
     seen: u64,
+    /// The chaining table generated code jumps through (`ctx::SLOTS` pairs: guest address or
+    /// `u64::MAX`, host address of the block's inner entry). Holds only live blocks.
+    table: Box<[u64]>,
     stats: JitStats,
 }
 
@@ -61,9 +64,10 @@ impl Jit {
         Some(Jit {
             interp: Interpreter::new(),
             arena: Arena::default(),
-            blocks: HashMap::new(),
-            by_page: HashMap::new(),
+            blocks: AddrMap::default(),
+            by_page: AddrMap::default(),
             seen: 0,
+            table: vec![u64::MAX; 2 * ctx::SLOTS].into_boxed_slice(),
             stats: JitStats::default(),
         })
     }
@@ -88,12 +92,17 @@ impl Jit {
                     if self.blocks.remove(&eip).is_some() {
                         self.stats.invalidations += 1;
                     }
+                    let at = 2 * ctx::slot(eip);
+                    if self.table[at] == u64::from(eip) {
+                        self.table[at] = u64::MAX;
+                    }
                 }
             }
         }
     }
 
     fn flush(&mut self) {
+        self.table.fill(u64::MAX);
         self.blocks.clear();
         self.by_page.clear();
         self.arena.flush();
@@ -120,6 +129,11 @@ impl Jit {
             if let Some(offset) = offset {
                 entry = Entry { offset, count: t.count };
                 self.stats.translations += 1;
+                if let Some(base) = self.arena.base() {
+                    let at = 2 * ctx::slot(eip);
+                    self.table[at] = u64::from(eip);
+                    self.table[at + 1] = base + (offset + t.inner) as u64;
+                }
                 // The translation depends on these bytes: a store to them must drop it.
                 for page in (eip >> PAGE_SHIFT)..=(t.last_byte >> PAGE_SHIFT) {
                     if u64::from(page) << PAGE_SHIFT < u64::from(mem.size()) {
@@ -134,9 +148,14 @@ impl Jit {
         entry
     }
 
-    /// Runs one translated block; returns the instructions it retired.
-    fn exec(&mut self, entry: Entry, cpu: &mut Cpu, mem: &mut GuestMemory) -> u32 {
+    /// Runs translated code from the block `entry` (chained blocks follow while the budget
+    /// `left` lasts); returns the instructions retired and whether it stopped before an
+    /// instruction the interpreter must run.
+    fn exec(&mut self, entry: Entry, cpu: &mut Cpu, mem: &mut GuestMemory, left: u64) -> (u64, bool) {
+        let given = left.min(i64::MAX as u64);
         let mut ctx = Ctx {
+            left: given,
+            table: self.table.as_ptr() as u64,
             regs: cpu.regs,
             flags_in: u64::from((cpu.eflags & STATUS) | 2),
             mem_base: mem.host_base() as u64,
@@ -145,7 +164,7 @@ impl Jit {
             ..Ctx::default()
         };
         self.arena.call(entry.offset, &mut ctx);
-        self.stats.block_runs += 1;
+        self.stats.block_runs += ctx.runs;
         cpu.regs = ctx.regs;
         cpu.eip = ctx.eip;
         if ctx.flags_saved != 0 {
@@ -153,10 +172,38 @@ impl Jit {
             let host = ctx.flags_out as u32;
             cpu.eflags = (cpu.eflags & !STATUS) | (host & STATUS);
         }
-        cpu.instructions += u64::from(ctx.count);
-        ctx.count
+        let done = given - ctx.left;
+        cpu.instructions += done;
+        (done, ctx.stopped != 0)
     }
 }
+
+/// Whether the instruction at `eip` is a string instruction with a REP prefix.
+fn rep_string(eip: u32, mem: &GuestMemory) -> bool {
+    let Ok(window) = mem.fetch_window(eip, 15) else { return false };
+    let ins = denali_isa::validate::decoder(window, eip).decode();
+    ins.is_string_instruction() && (ins.has_rep_prefix() || ins.has_repne_prefix())
+}
+
+/// A multiplicative hash for guest addresses (the block map is hot; SipHash is not needed).
+#[derive(Default, Clone, Copy)]
+struct AddrHasher(u64);
+
+impl std::hash::Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = (u64::from(v) ^ self.0).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
+}
+
+type AddrMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<AddrHasher>>;
 
 impl Engine for Jit {
     fn run(&mut self, cpu: &mut Cpu, mem: &mut GuestMemory, budget: u64) -> Exit {
@@ -169,9 +216,9 @@ impl Engine for Jit {
             if cpu.eip < mem.size() {
                 let entry = self.lookup(cpu.eip, mem);
                 if entry.count > 0 && u64::from(entry.count) <= left {
-                    let done = self.exec(entry, cpu, mem);
-                    left -= u64::from(done);
-                    if done == entry.count {
+                    let (done, stopped) = self.exec(entry, cpu, mem, left);
+                    left -= done;
+                    if !stopped {
                         continue;
                     }
                     // The block stopped before an instruction it could not complete (an access
@@ -179,7 +226,10 @@ impl Engine for Jit {
                 }
             }
             let before = cpu.instructions;
-            let exit = self.interp.run(cpu, mem, 1);
+            // A REP string instruction runs all its iterations (one retirement each) in one
+            // call: `max(ECX, 1)` is exactly its retirement count when nothing faults.
+            let steps = if cpu.regs[1] > 1 && rep_string(cpu.eip, mem) { left.min(u64::from(cpu.regs[1])) } else { 1 };
+            let exit = self.interp.run(cpu, mem, steps);
             self.sync(mem);
             let done = cpu.instructions - before;
             self.stats.interpreted += done;

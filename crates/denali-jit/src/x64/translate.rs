@@ -38,6 +38,8 @@ pub(crate) struct Translation {
     pub count: u32,
     /// Last guest byte the translation depends on (meaningful when `count > 0`).
     pub last_byte: u32,
+    /// Offset of the inner entry (budget check; guest state already in host registers/flags).
+    pub inner: usize,
 }
 
 /// What a translated guest instruction is.
@@ -90,6 +92,37 @@ struct Cand {
     /// Status flags this instruction leaves undefined and whose host value may differ from the
     /// interpreter's documented choice: they must be dead after it.
     undefined: u32,
+    /// How the host code sets the flags the instruction leaves undefined to the interpreter's
+    /// values, when they are live (`fixed` are those flags).
+    fix: Option<Fixup>,
+    fixed: u32,
+    /// The count is CL (copied to host CL first; a zero count changes nothing).
+    count_cl: bool,
+}
+
+/// The interpreter's values for flags an instruction leaves undefined (see
+/// `denali-engine/src/interp/flags.rs`), computed after the host instruction.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FixOp {
+    /// OF = MSB of the original operand, AF = 0.
+    Shr,
+    /// OF = MSB(result) XOR CF, AF = 0.
+    Shl,
+    /// OF = 0, AF = 0.
+    Sar,
+    /// OF = MSB(result) XOR bit 0 of the result.
+    Rol,
+    /// OF = bit 31 XOR bit 30 of the result.
+    Ror,
+    /// SF ZF PF from the low half of the product, AF = 0.
+    Mul,
+}
+
+/// Where the fixed-up value lives: a host register (with its size) or the dword at `[rbp + r8]`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Fixup {
+    op: FixOp,
+    dst: Option<Register>,
 }
 
 /// Host register number of guest register `n` (encoding order).
@@ -276,7 +309,63 @@ fn near_target(ins: &Instruction) -> Option<u32> {
 }
 
 /// Classifies a validated instruction, re-encoding it when generic. `None`: not translated.
-fn classify(ins: &Instruction) -> Option<(Kind, Vec<u8>, Vec<u8>)> {
+/// Also returns the undefined-flag fixup it can take and whether its count is CL.
+type Classified = (Kind, Vec<u8>, Vec<u8>, Option<Fixup>, bool);
+
+fn classify(ins: &Instruction) -> Option<Classified> {
+    let (kind, body, lea) = classify_inner(ins)?;
+    let m = ins.mnemonic();
+    let shift = matches!(m, Mnemonic::Shl | Mnemonic::Shr | Mnemonic::Sar | Mnemonic::Rol | Mnemonic::Ror);
+    let count_cl = shift && ins.op1_kind() == OpKind::Register;
+    let dst = |i: u32| -> Option<Option<Register>> {
+        match ins.op_kind(i) {
+            OpKind::Register => Some(Some(map_reg(ins.op_register(i))?)),
+            OpKind::Memory => Some(None),
+            _ => None,
+        }
+    };
+    let fix = if shift {
+        let size =
+            if ins.op0_kind() == OpKind::Register { ins.op_register(0).size() } else { ins.memory_size().size() };
+        let op = match m {
+            Mnemonic::Shl => FixOp::Shl,
+            Mnemonic::Shr => FixOp::Shr,
+            Mnemonic::Sar => FixOp::Sar,
+            Mnemonic::Rol => FixOp::Rol,
+            _ => FixOp::Ror,
+        };
+        let d = dst(0)?;
+        // SHR needs the original operand in a scratch register: rcx for memory, r8 for a
+        // register, except with a CL count on memory (rcx holds the count, r8 the address).
+        if size != 4 || (op == FixOp::Shr && d.is_none() && count_cl) {
+            if count_cl {
+                return None;
+            }
+            None
+        } else {
+            Some(Fixup { op, dst: d })
+        }
+    } else if matches!(m, Mnemonic::Mul | Mnemonic::Imul) {
+        if ins.op_count() == 1 {
+            let size =
+                if ins.op0_kind() == OpKind::Register { ins.op_register(0).size() } else { ins.memory_size().size() };
+            let low = match size {
+                1 => Register::AL,
+                2 => Register::AX,
+                _ => Register::EAX,
+            };
+            Some(Fixup { op: FixOp::Mul, dst: Some(low) })
+        } else {
+            Some(Fixup { op: FixOp::Mul, dst: Some(map_reg(ins.op_register(0))?) })
+        }
+    } else {
+        None
+    };
+    Some((kind, body, lea, fix, count_cl))
+}
+
+/// Classifies a validated instruction, re-encoding it when generic. `None`: not translated.
+fn classify_inner(ins: &Instruction) -> Option<(Kind, Vec<u8>, Vec<u8>)> {
     if ins.has_lock_prefix() || ins.has_rep_prefix() || ins.has_repne_prefix() {
         return None;
     }
@@ -312,7 +401,18 @@ fn classify(ins: &Instruction) -> Option<(Kind, Vec<u8>, Vec<u8>)> {
     let mut mem = None;
     for i in 0..ins.op_count() {
         match ins.op_kind(i) {
-            OpKind::Register => host.set_op_register(i, map_reg(ins.op_register(i))?),
+            OpKind::Register => {
+                let shift_count = i == 1
+                    && matches!(m, Mnemonic::Shl | Mnemonic::Shr | Mnemonic::Sar | Mnemonic::Rol | Mnemonic::Ror);
+                if shift_count {
+                    // The count: guest CL is copied to host CL before the instruction.
+                    if ins.op_register(1) != Register::CL {
+                        return None;
+                    }
+                } else {
+                    host.set_op_register(i, map_reg(ins.op_register(i))?);
+                }
+            }
             OpKind::Memory => {
                 if m == Mnemonic::Lea {
                     host.set_memory_base(map_addr(ins.memory_base())?);
@@ -349,9 +449,10 @@ fn classify(ins: &Instruction) -> Option<(Kind, Vec<u8>, Vec<u8>)> {
         }
     }
     if matches!(m, Mnemonic::Shl | Mnemonic::Shr | Mnemonic::Sar | Mnemonic::Rol | Mnemonic::Ror) {
-        // Only counts that change something: a zero count writes no flags, which the flag
-        // analysis would get wrong; CL counts would need host CL.
-        if ins.op1_kind() != OpKind::Immediate8 || ins.immediate8() & 31 == 0 {
+        // Immediate counts only when they change something: a zero count writes no flags. A CL
+        // count may be zero at run time: the flag analysis treats it as reading what it writes.
+        let cl = ins.op1_kind() == OpKind::Register;
+        if !cl && (ins.op1_kind() != OpKind::Immediate8 || ins.immediate8() & 31 == 0) {
             return None;
         }
     }
@@ -376,7 +477,7 @@ fn candidates(start: u32, mem: &GuestMemory) -> Vec<Cand> {
         if ins.code() == Code::INVALID || denali_isa::validate::check(&ins).is_err() {
             break;
         }
-        let Some((kind, body, lea)) = classify(&ins) else { break };
+        let Some((kind, body, lea, fix, count_cl)) = classify(&ins) else { break };
         #[allow(clippy::cast_possible_truncation, reason = "at most 15")]
         let next = ip.wrapping_add(ins.len() as u32);
         let logical = matches!(ins.mnemonic(), Mnemonic::And | Mnemonic::Or | Mnemonic::Xor | Mnemonic::Test);
@@ -385,16 +486,24 @@ fn candidates(start: u32, mem: &GuestMemory) -> Vec<Cand> {
             // AF after a logical operation: x86-64 hosts clear it, as the interpreter does.
             undefined &= !RflagsBits::AF;
         }
-        out.push(Cand {
-            eip: ip,
-            next,
-            kind,
-            body,
-            lea,
-            read: ins.rflags_read() & STATUS,
-            modified: ins.rflags_modified() & STATUS,
-            undefined,
-        });
+        let mut modified = (ins.rflags_modified() | ins.rflags_undefined()) & STATUS;
+        if count_cl {
+            // With a CL count the written flags are OF, AF and those iced lists for 1..31.
+            modified |= match ins.mnemonic() {
+                Mnemonic::Rol | Mnemonic::Ror => RflagsBits::CF | RflagsBits::OF,
+                _ => STATUS,
+            };
+        }
+        let mut read = ins.rflags_read() & STATUS;
+        if count_cl {
+            // A zero count leaves the flags as they were.
+            read |= modified;
+        }
+        let fixed = if fix.is_some() { undefined } else { 0 };
+        if fix.is_some() {
+            undefined = 0;
+        }
+        out.push(Cand { eip: ip, next, kind, body, lea, read, modified, undefined, fix, fixed, count_cl });
         if kind.ends_block() || next < ip {
             break;
         }
@@ -416,7 +525,11 @@ fn safe_prefix(c: &[Cand]) -> usize {
 /// Whether the flags `first` leaves undefined are all overwritten by `rest` before being read
 /// or before an exit.
 fn undefined_dead(first: &Cand, rest: &[Cand]) -> bool {
-    let mut u = first.undefined;
+    flags_dead(first.undefined, rest)
+}
+
+/// Whether the flags `u` are all overwritten by `rest` before being read or before an exit.
+fn flags_dead(mut u: u32, rest: &[Cand]) -> bool {
     for later in rest {
         if u == 0 {
             break;
@@ -429,37 +542,13 @@ fn undefined_dead(first: &Cand, rest: &[Cand]) -> bool {
     u == 0
 }
 
-/// Whether the guest flags must be loaded into the host flags at block entry, and for each
-/// instruction whether the host flags hold the guest flags before it runs.
-fn flag_plan(c: &[Cand]) -> (bool, Vec<bool>) {
-    let mut written = 0;
-    let mut load = false;
-    let mut valid_before = Vec::with_capacity(c.len() + 1);
-    for cand in c {
-        if cand.kind.may_exit_before() && written != 0 && written != STATUS {
-            load = true;
-        }
-        if cand.read & !written != 0 {
-            load = true;
-        }
-        valid_before.push(written == STATUS);
-        written |= cand.modified;
-    }
-    if written != 0 && written != STATUS {
-        load = true;
-    }
-    valid_before.push(written == STATUS);
-    if load {
-        valid_before.iter_mut().for_each(|v| *v = true);
-    }
-    (load, valid_before)
-}
-
 type Asm = VecAssembler<X64Relocation>;
 
+/// Exit state: continue at `eip`, refunding the `refund` instructions of the block that did
+/// not retire.
 #[allow(clippy::cast_possible_wrap, reason = "guest addresses and counts as 32-bit immediates")]
-fn set_exit(a: &mut Asm, eip: u32, count: u32) {
-    let (e, n) = (eip as i32, count as i32);
+fn set_exit(a: &mut Asm, eip: u32, refund: u32) {
+    let (e, n) = (eip as i32, refund as i32);
     dynasm!(a
         ; .arch x64
         ; mov DWORD [rdi + ctx::EIP], e
@@ -467,18 +556,39 @@ fn set_exit(a: &mut Asm, eip: u32, count: u32) {
     );
 }
 
-fn jmp_exit(a: &mut Asm, flags: bool) {
-    if flags {
-        dynasm!(a ; .arch x64 ; jmp ->exit_flags);
-    } else {
-        dynasm!(a ; .arch x64 ; jmp ->exit_noflags);
+/// Exit before instruction `index` of `n` at `eip`, which the interpreter must run.
+fn stop_exit(a: &mut Asm, eip: u32, index: u32, n: u32) {
+    set_exit(a, eip, n - index);
+    dynasm!(a ; .arch x64 ; mov DWORD [rdi + ctx::STOPPED], 1 ; jmp ->exit);
+}
+
+/// Leaves the block for the direct target `target`: straight into its translation when the
+/// chaining table holds it (its inner entry checks the budget), else to the runtime. Host
+/// flags hold the guest flags. Touches no host flag.
+fn chain(a: &mut Asm, target: u32, mem_size: u32) {
+    set_exit(a, target, 0);
+    if target >= mem_size || target >= 1 << 31 {
+        dynasm!(a ; .arch x64 ; jmp ->exit);
+        return;
     }
+    #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation, reason = "below 2^31; slots * 16 < 2^31")]
+    let (t, at) = (target as i32, (ctx::slot(target) * 16) as i32);
+    dynasm!(a
+        ; .arch x64
+        ; mov r8, QWORD [rdi + ctx::TABLE]
+        ; mov rcx, QWORD [r8 + at]
+        ; lea rcx, [rcx - t]
+        ; jrcxz >hit
+        ; jmp ->exit
+        ; hit:
+        ; jmp QWORD [r8 + at + 8]
+    );
 }
 
 /// Leaves the block with the state before instruction `index` (at `eip`) unless the access
 /// `r8 .. r8 + size` lies inside memory, and, for a store, touches no page holding cached code.
 /// Touches no host flag.
-fn emit_checks(a: &mut Asm, size: u32, write: bool, eip: u32, index: u32, flags: bool) {
+fn emit_checks(a: &mut Asm, size: u32, write: bool, eip: u32, index: u32, n: u32) {
     let last = (size - 1) as i32;
     dynasm!(a
         ; .arch x64
@@ -487,8 +597,7 @@ fn emit_checks(a: &mut Asm, size: u32, write: bool, eip: u32, index: u32, flags:
         ; mov ecx, ecx
         ; jrcxz >inside
     );
-    set_exit(a, eip, index);
-    jmp_exit(a, flags);
+    stop_exit(a, eip, index, n);
     dynasm!(a ; .arch x64 ; inside:);
     if write {
         let ends = if size > 1 { vec![0, last] } else { vec![0] };
@@ -500,8 +609,7 @@ fn emit_checks(a: &mut Asm, size: u32, write: bool, eip: u32, index: u32, flags:
                 ; movzx ecx, BYTE [r10 + rcx]
                 ; jrcxz >data
             );
-            set_exit(a, eip, index);
-            jmp_exit(a, flags);
+            stop_exit(a, eip, index, n);
             dynasm!(a ; .arch x64 ; data:);
         }
     }
@@ -509,13 +617,16 @@ fn emit_checks(a: &mut Asm, size: u32, write: bool, eip: u32, index: u32, flags:
 
 /// Translates the block at `start`, which lies inside memory.
 pub(crate) fn translate(start: u32, mem: &GuestMemory) -> Translation {
+    translate_checked(start, mem).unwrap_or(Translation { code: Vec::new(), count: 0, last_byte: start, inner: 0 })
+}
+
+fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
     let mut c = candidates(start, mem);
     let keep = safe_prefix(&c);
     c.truncate(keep);
     if c.is_empty() {
-        return Translation { code: Vec::new(), count: 0, last_byte: start };
+        return None;
     }
-    let (load, valid) = flag_plan(&c);
     let mut a = Asm::new(0);
     dynasm!(a
         ; .arch x64
@@ -538,38 +649,79 @@ pub(crate) fn translate(start: u32, mem: &GuestMemory) -> Translation {
         ; mov r14d, DWORD [rdi + 24]
         ; mov r15d, DWORD [rdi + 28]
     );
-    if load {
-        dynasm!(a ; .arch x64 ; push QWORD [rdi + ctx::FLAGS_IN] ; popfq);
-    }
+    // The guest flags are always in the host flags: a chained entry cannot know which flags
+    // its predecessor wrote, so every exit saves them and every outer entry loads them.
+    dynasm!(a ; .arch x64 ; push QWORD [rdi + ctx::FLAGS_IN] ; popfq);
     #[allow(clippy::cast_possible_truncation, reason = "at most MAX_BLOCK instructions")]
     let n = c.len() as u32;
+    let mem_size = mem.size();
+    // Inner entry: take the block's instructions from the budget, or stop before it.
+    let inner = a.offset().0;
+    #[allow(clippy::cast_possible_wrap, reason = "at most MAX_BLOCK instructions")]
+    let n32 = n as i32;
+    dynasm!(a
+        ; .arch x64
+        ; mov r8, QWORD [rdi + ctx::LEFT]
+        ; lea r8, [r8 - n32]
+        ; mov ecx, 63
+        ; shrx rcx, r8, rcx
+        ; jrcxz >go
+    );
+    set_exit(&mut a, start, 0);
+    dynasm!(a
+        ; .arch x64
+        ; jmp ->exit
+        ; go:
+        ; mov QWORD [rdi + ctx::LEFT], r8
+        ; mov rcx, QWORD [rdi + ctx::RUNS]
+        ; lea rcx, [rcx + 1]
+        ; mov QWORD [rdi + ctx::RUNS], rcx
+    );
     let mut ended = false;
     for (i, cand) in c.iter().enumerate() {
         #[allow(clippy::cast_possible_truncation, reason = "at most MAX_BLOCK instructions")]
         let index = i as u32;
-        let flags = valid[i];
-        let flags_after = valid[i + 1];
         match cand.kind {
             Kind::Nop => {}
-            Kind::Generic { mem: None } => a.extend(cand.body.iter()),
-            Kind::Generic { mem: Some((size, write)) } => {
-                a.extend(cand.lea.iter());
-                emit_checks(&mut a, size, write, cand.eip, index, flags);
+            Kind::Generic { mem } => {
+                if let Some((size, write)) = mem {
+                    a.extend(cand.lea.iter());
+                    emit_checks(&mut a, size, write, cand.eip, index, n);
+                }
+                let fix = cand.fix.filter(|_| !flags_dead(cand.fixed, &c[i + 1..]));
+                let skip = a.new_dynamic_label();
+                if cand.count_cl {
+                    // rcx = ECX << 59 is zero exactly when the count (CL & 31) is.
+                    dynasm!(a
+                        ; .arch x64
+                        ; mov ecx, 59
+                        ; shlx rcx, rsi, rcx
+                        ; jrcxz =>skip
+                        ; mov ecx, esi
+                    );
+                }
+                if let Some(f) = fix {
+                    fix_before(&mut a, f)?;
+                }
                 a.extend(cand.body.iter());
+                if let Some(f) = fix {
+                    fix_after(&mut a, f)?;
+                }
+                dynasm!(a ; .arch x64 ; =>skip);
             }
             Kind::PushReg(r) => {
-                push_prologue(&mut a, cand.eip, index, flags);
+                push_prologue(&mut a, cand.eip, index, n);
                 dynasm!(a ; .arch x64 ; mov DWORD [rbp + r8], Rd(r) ; mov r12d, r8d);
             }
             Kind::PushImm(v) => {
-                push_prologue(&mut a, cand.eip, index, flags);
+                push_prologue(&mut a, cand.eip, index, n);
                 #[allow(clippy::cast_possible_wrap, reason = "the dword's bits")]
                 let v = v as i32;
                 dynasm!(a ; .arch x64 ; mov DWORD [rbp + r8], v ; mov r12d, r8d);
             }
             Kind::PopReg(r) => {
                 dynasm!(a ; .arch x64 ; mov r8d, r12d);
-                emit_checks(&mut a, 4, false, cand.eip, index, flags);
+                emit_checks(&mut a, 4, false, cand.eip, index, n);
                 if r == 12 {
                     dynasm!(a ; .arch x64 ; mov r12d, DWORD [rbp + r8]);
                 } else {
@@ -577,64 +729,55 @@ pub(crate) fn translate(start: u32, mem: &GuestMemory) -> Translation {
                 }
             }
             Kind::Jmp(target) => {
-                set_exit(&mut a, target, n);
-                jmp_exit(&mut a, flags_after);
+                chain(&mut a, target, mem_size);
                 ended = true;
             }
             Kind::Call(target) => {
-                push_prologue(&mut a, cand.eip, index, flags);
+                push_prologue(&mut a, cand.eip, index, n);
                 #[allow(clippy::cast_possible_wrap, reason = "the return address's bits")]
                 let ret = cand.next as i32;
                 dynasm!(a ; .arch x64 ; mov DWORD [rbp + r8], ret ; mov r12d, r8d);
-                set_exit(&mut a, target, n);
-                jmp_exit(&mut a, flags_after);
+                chain(&mut a, target, mem_size);
                 ended = true;
             }
             Kind::Ret(pop) => {
                 let adjust = 4 + i32::from(pop);
                 dynasm!(a ; .arch x64 ; mov r8d, r12d);
-                emit_checks(&mut a, 4, false, cand.eip, index, flags);
-                #[allow(clippy::cast_possible_wrap, reason = "a count as an immediate")]
-                let n32 = n as i32;
+                emit_checks(&mut a, 4, false, cand.eip, index, n);
                 dynasm!(a
                     ; .arch x64
                     ; mov ecx, DWORD [rbp + r8]
                     ; lea r12d, [r12 + adjust]
                     ; mov DWORD [rdi + ctx::EIP], ecx
-                    ; mov DWORD [rdi + ctx::COUNT], n32
+                    ; mov DWORD [rdi + ctx::COUNT], 0
+                    ; jmp ->exit
                 );
-                jmp_exit(&mut a, flags_after);
                 ended = true;
             }
             Kind::Jcc(target, cc) => {
-                // mov [rdi+EIP], target; j<cc> +7; mov [rdi+EIP], next (7 bytes each)
-                set_exit(&mut a, target, n);
-                a.extend([0x70 | cc, 7].iter());
-                let mut mov = vec![0xC7, 0x47];
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a small positive offset")]
-                mov.push(ctx::EIP as u8);
-                mov.extend_from_slice(&cand.next.to_le_bytes());
-                a.extend(mov.iter());
-                jmp_exit(&mut a, flags_after);
+                // j<!cc> over a rel32 jmp to the taken arm; each arm chains.
+                let taken = a.new_dynamic_label();
+                a.extend([0x70 | (cc ^ 1), 5].iter());
+                dynasm!(a ; .arch x64 ; jmp =>taken);
+                chain(&mut a, cand.next, mem_size);
+                dynasm!(a ; .arch x64 ; =>taken);
+                chain(&mut a, target, mem_size);
                 ended = true;
             }
         }
     }
     if !ended {
-        set_exit(&mut a, c[c.len() - 1].next, n);
-        jmp_exit(&mut a, valid[c.len()]);
+        chain(&mut a, c[c.len() - 1].next, mem_size);
     }
     dynasm!(a
         ; .arch x64
-        ; ->exit_flags:
+        ; ->exit:
         ; pushfq
         ; pop rcx
         ; mov QWORD [rdi + ctx::FLAGS_OUT], rcx
         ; mov DWORD [rdi + ctx::FLAGS_SAVED], 1
-        ; jmp >store
-        ; ->exit_noflags:
-        ; mov DWORD [rdi + ctx::FLAGS_SAVED], 0
-        ; store:
+        ; mov ecx, DWORD [rdi + ctx::COUNT]
+        ; add QWORD [rdi + ctx::LEFT], rcx
         ; mov DWORD [rdi], eax
         ; mov DWORD [rdi + 4], esi
         ; mov DWORD [rdi + 8], edx
@@ -652,14 +795,101 @@ pub(crate) fn translate(start: u32, mem: &GuestMemory) -> Translation {
         ; ret
     );
     let last_byte = c[c.len() - 1].next.wrapping_sub(1);
-    match a.finalize() {
-        Ok(code) => Translation { code, count: n, last_byte },
-        Err(_) => Translation { code: Vec::new(), count: 0, last_byte: start },
+    let code = a.finalize().ok()?;
+    Some(Translation { code, count: n, last_byte, inner })
+}
+
+fn enc2(code: Code, x: Register, y: Register) -> Option<Vec<u8>> {
+    encode(&Instruction::with2(code, x, y).ok()?)
+}
+
+/// The fixup's operand as a 32-bit source of `code` (`r32, r/m32`) into `to`.
+fn fix_src(code: Code, to: Register, f: Fixup) -> Option<Vec<u8>> {
+    match f.dst {
+        Some(r) => enc2(code, to, r),
+        None => {
+            encode(&Instruction::with2(code, to, MemoryOperand::with_base_index(Register::RBP, Register::R8)).ok()?)
+        }
     }
 }
 
+/// Before the instruction: SHR keeps its original operand (in rcx for memory, r8 otherwise).
+fn fix_before(a: &mut Asm, f: Fixup) -> Option<()> {
+    if f.op == FixOp::Shr {
+        let to = if f.dst.is_some() { Register::R8D } else { Register::ECX };
+        a.extend(fix_src(Code::Mov_r32_rm32, to, f)?.iter());
+    }
+    Some(())
+}
+
+/// After the instruction: replaces the host's undefined flags by the interpreter's values
+/// (`pushfq`, edit the saved image, `popfq`).
+fn fix_after(a: &mut Asm, f: Fixup) -> Option<()> {
+    dynasm!(a ; .arch x64 ; pushfq);
+    match f.op {
+        FixOp::Shr => {
+            if f.dst.is_some() {
+                dynasm!(a ; .arch x64 ; shr r8d, 31 ; shl r8d, 11 ; and QWORD [rsp], -0x811 ; or [rsp], r8);
+            } else {
+                dynasm!(a ; .arch x64 ; shr ecx, 31 ; shl ecx, 11 ; and QWORD [rsp], -0x811 ; or [rsp], rcx);
+            }
+        }
+        FixOp::Shl => {
+            a.extend(fix_src(Code::Mov_r32_rm32, Register::ECX, f)?.iter());
+            dynasm!(a
+                ; .arch x64
+                ; shr ecx, 31
+                ; xor ecx, DWORD [rsp]
+                ; and ecx, 1
+                ; shl ecx, 11
+                ; and QWORD [rsp], -0x811
+                ; or [rsp], rcx
+            );
+        }
+        FixOp::Sar => dynasm!(a ; .arch x64 ; and QWORD [rsp], -0x811),
+        FixOp::Rol => {
+            a.extend(fix_src(Code::Mov_r32_rm32, Register::ECX, f)?.iter());
+            dynasm!(a ; .arch x64 ; shr ecx, 31);
+            a.extend(fix_src(Code::Xor_r32_rm32, Register::ECX, f)?.iter());
+            dynasm!(a ; .arch x64 ; and ecx, 1 ; shl ecx, 11 ; and QWORD [rsp], -0x801 ; or [rsp], rcx);
+        }
+        FixOp::Ror => {
+            a.extend(fix_src(Code::Mov_r32_rm32, Register::ECX, f)?.iter());
+            dynasm!(a
+                ; .arch x64
+                ; shr ecx, 30
+                ; add ecx, 1
+                ; shr ecx, 1
+                ; and ecx, 1
+                ; shl ecx, 11
+                ; and QWORD [rsp], -0x801
+                ; or [rsp], rcx
+            );
+        }
+        FixOp::Mul => {
+            let low = f.dst?;
+            let code = match low.size() {
+                1 => Code::Test_rm8_r8,
+                2 => Code::Test_rm16_r16,
+                _ => Code::Test_rm32_r32,
+            };
+            a.extend(enc2(code, low, low)?.iter());
+            dynasm!(a
+                ; .arch x64
+                ; pushfq
+                ; pop rcx
+                ; and ecx, 0xC4
+                ; and QWORD [rsp], -0xD5
+                ; or [rsp], rcx
+            );
+        }
+    }
+    dynasm!(a ; .arch x64 ; popfq);
+    Some(())
+}
+
 /// `r8 = ESP - 4`, checked for a 4-byte store.
-fn push_prologue(a: &mut Asm, eip: u32, index: u32, flags: bool) {
+fn push_prologue(a: &mut Asm, eip: u32, index: u32, n: u32) {
     dynasm!(a ; .arch x64 ; lea r8d, [r12 - 4]);
-    emit_checks(a, 4, true, eip, index, flags);
+    emit_checks(a, 4, true, eip, index, n);
 }

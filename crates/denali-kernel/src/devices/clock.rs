@@ -6,7 +6,7 @@
 //! rings (a keyboard byte or a frame arrived from another thread).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// A monotonic time source.
@@ -90,21 +90,42 @@ impl Clock for FakeClock {
 
 /// A wake-up flag with a condition variable: devices fed from other threads ring it so an
 /// idle VM notices them at once instead of at its next deadline. Cloning shares the bell.
-#[derive(Debug, Clone, Default)]
+/// A scheduler that does not block on the bell (it runs many VMs per thread) registers a
+/// [`Waker`] instead, called on every ring.
+#[derive(Clone, Default)]
 pub struct Doorbell {
-    inner: Arc<(Mutex<bool>, Condvar)>,
+    inner: Arc<(Mutex<bool>, Condvar, OnceLock<Waker>)>,
 }
+
+impl std::fmt::Debug for Doorbell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Doorbell").field("has_waker", &self.inner.2.get().is_some()).finish_non_exhaustive()
+    }
+}
+
+/// Called when a doorbell rings, on the ringing thread, possibly while the ringer holds a
+/// lock (the switch's): it must be quick and must not ring bells or take the switch's lock.
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
 impl Doorbell {
     pub fn new() -> Doorbell {
         Doorbell::default()
     }
 
-    /// Wakes the waiter (now, or at its next wait if none is waiting).
+    /// Wakes the waiter (now, or at its next wait if none is waiting), and calls the waker.
     pub fn ring(&self) {
-        let (flag, condvar) = &*self.inner;
+        let (flag, condvar, waker) = &*self.inner;
         *flag.lock().unwrap_or_else(PoisonError::into_inner) = true;
         condvar.notify_all();
+        if let Some(waker) = waker.get() {
+            waker();
+        }
+    }
+
+    /// Registers `waker`, called on every later ring. A bell has at most one waker: returns
+    /// false (and keeps the first) if one is already set.
+    pub fn set_waker(&self, waker: Waker) -> bool {
+        self.inner.2.set(waker).is_ok()
     }
 
     /// Whether the bell rang since the last wait or take; clears it.
@@ -113,7 +134,7 @@ impl Doorbell {
     }
 
     fn wait_timeout(&self, timeout: Duration) {
-        let (flag, condvar) = &*self.inner;
+        let (flag, condvar, _) = &*self.inner;
         let guard = flag.lock().unwrap_or_else(PoisonError::into_inner);
         let (mut guard, _) =
             condvar.wait_timeout_while(guard, timeout, |rung| !*rung).unwrap_or_else(PoisonError::into_inner);
@@ -121,7 +142,7 @@ impl Doorbell {
     }
 
     fn wait(&self) {
-        let (flag, condvar) = &*self.inner;
+        let (flag, condvar, _) = &*self.inner;
         let guard = flag.lock().unwrap_or_else(PoisonError::into_inner);
         let mut guard = condvar.wait_while(guard, |rung| !*rung).unwrap_or_else(PoisonError::into_inner);
         *guard = false;

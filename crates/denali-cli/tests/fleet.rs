@@ -1,0 +1,52 @@
+//! `denali fleet`: a small fleet of the `idle` example, its JSON summary and console modes.
+
+use std::process::{Command, Output};
+
+fn denali(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_denali")).args(args).output().expect("the denali binary runs")
+}
+
+#[test]
+fn json_summary_has_every_key() {
+    let output =
+        denali(&["fleet", "--example", "idle", "--count", "20", "--mem", "1088K", "--json", "--console", "none"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let summary: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON object");
+    for key in [
+        "vms_booted",
+        "vms_completed",
+        "vms_faulted",
+        "peak_live_vms",
+        "boot_us_per_vm",
+        "wall_s",
+        "peak_rss_bytes",
+        "context_switches_per_s",
+        "guest_instructions_per_s",
+        "packets_switched",
+    ] {
+        assert!(summary.get(key).is_some(), "missing {key} in {text}");
+    }
+    assert_eq!(summary["vms_booted"], 20);
+    assert_eq!(summary["vms_completed"], 20);
+    assert_eq!(summary["vms_faulted"], 0);
+}
+
+#[test]
+fn console_lines_are_prefixed_with_the_vm_id() {
+    let output = denali(&["fleet", "--example", "hello", "--count", "3"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for id in 0..3 {
+        assert!(text.contains(&format!("[vm {id}] ")), "{text}");
+    }
+    assert!(text.contains("fleet: 3 booted, 3 completed, 0 faulted"), "{text}");
+}
+
+#[test]
+fn a_faulting_fleet_exits_125_and_reports_each_fault() {
+    let output = denali(&["fleet", "--example", "fault", "--count", "2", "--console", "none"]);
+    assert_eq!(output.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("vm 0:") && stderr.contains("vm 1:"), "{stderr}");
+}

@@ -1,0 +1,205 @@
+//! A fleet run: queues every VM at the gatekeeper, starts the worker threads, routes each
+//! admitted VM to the least-loaded worker and gathers the report when every VM has ended or
+//! the instruction limit stopped the fleet.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use denali_kernel::HostClock;
+
+use crate::config::{FleetConfig, VmSpec};
+use crate::gatekeeper::{Admission, Gatekeeper};
+use crate::report::{FleetReport, VmEnd, VmReport};
+use crate::worker::{self, Mailbox, WorkerTotals};
+
+/// Live counts another thread may read while the fleet runs (for a progress display).
+#[derive(Debug, Default)]
+pub struct FleetCounters {
+    /// VMs in the fleet.
+    pub total: AtomicU64,
+    pub booted: AtomicU64,
+    pub live: AtomicU64,
+    pub peak_live: AtomicU64,
+    /// VMs that ended in any way (including refused and failed boots).
+    pub ended: AtomicU64,
+}
+
+/// A fleet of VMs run by one scheduler.
+pub struct Fleet {
+    config: FleetConfig,
+    counters: Arc<FleetCounters>,
+}
+
+/// The gatekeeper with the admission sequence and the VMs it refused.
+pub(crate) struct Gate {
+    keeper: Gatekeeper,
+    next_seq: u64,
+    refused: Vec<usize>,
+}
+
+/// What the workers share.
+pub(crate) struct Shared<'a> {
+    pub specs: &'a [VmSpec],
+    pub config: &'a FleetConfig,
+    pub counters: &'a FleetCounters,
+    pub clock: Arc<HostClock>,
+    pub mailboxes: Vec<Arc<Mailbox>>,
+    /// Live VMs per worker, counting those routed but not yet booted.
+    pub loads: Vec<AtomicUsize>,
+    gate: Mutex<Gate>,
+    /// Guest instructions retired by the whole fleet.
+    pub retired: AtomicU64,
+    /// Set when every VM ended or the instruction limit was reached.
+    pub done: AtomicBool,
+}
+
+impl Shared<'_> {
+    fn gate(&self) -> MutexGuard<'_, Gate> {
+        self.gate.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Admits what fits and routes each admitted VM to the least-loaded worker.
+    pub fn admit(&self) {
+        let mut gate = self.gate();
+        for decision in gate.keeper.admit() {
+            match decision {
+                Admission::Admit(index) => {
+                    let seq = gate.next_seq;
+                    gate.next_seq += 1;
+                    let worker =
+                        (0..self.loads.len()).min_by_key(|&w| self.loads[w].load(Ordering::Relaxed)).unwrap_or(0);
+                    self.loads[worker].fetch_add(1, Ordering::Relaxed);
+                    if let Some(mailbox) = self.mailboxes.get(worker) {
+                        mailbox.admit(index, seq);
+                    }
+                }
+                Admission::Refuse(index) => {
+                    gate.refused.push(index);
+                    self.vm_ended();
+                }
+            }
+        }
+    }
+
+    /// Returns an ended VM's memory to the gatekeeper and admits what now fits.
+    pub fn release(&self, mem: u64) {
+        self.gate().keeper.release(mem);
+        self.admit();
+    }
+
+    /// Counts a VM that ended; the last one ends the fleet.
+    pub fn vm_ended(&self) {
+        let ended = self.counters.ended.fetch_add(1, Ordering::SeqCst) + 1;
+        if ended >= self.counters.total.load(Ordering::SeqCst) {
+            self.finish();
+        }
+    }
+
+    /// Adds a quantum's instructions; reaching the fleet's limit ends the fleet.
+    pub fn add_retired(&self, count: u64) {
+        let total = self.retired.fetch_add(count, Ordering::SeqCst) + count;
+        if self.config.instruction_limit.is_some_and(|limit| total >= limit) {
+            self.finish();
+        }
+    }
+
+    /// Instructions the fleet may still retire.
+    pub fn remaining(&self) -> u64 {
+        self.config
+            .instruction_limit
+            .map_or(u64::MAX, |limit| limit.saturating_sub(self.retired.load(Ordering::SeqCst)))
+    }
+
+    pub fn finish(&self) {
+        self.done.store(true, Ordering::SeqCst);
+        for mailbox in &self.mailboxes {
+            mailbox.notify();
+        }
+    }
+}
+
+impl Fleet {
+    pub fn new(config: FleetConfig) -> Fleet {
+        Fleet { config, counters: Arc::new(FleetCounters::default()) }
+    }
+
+    /// Counters that another thread can watch while [`Fleet::run`] runs.
+    pub fn counters(&self) -> Arc<FleetCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    /// Runs `specs` (VM `i` is `specs[i]`, with id `i`) until every VM ended or the
+    /// instruction limit was reached.
+    pub fn run(&self, specs: &[VmSpec]) -> FleetReport {
+        let start = Instant::now();
+        let switched_before = self.config.switch.frames_switched();
+        self.counters.total.store(specs.len() as u64, Ordering::SeqCst);
+        if specs.is_empty() {
+            return FleetReport::default();
+        }
+        let threads = self.config.threads.clamp(1, specs.len());
+        let mut keeper = Gatekeeper::new(self.config.mem_budget);
+        for (index, spec) in specs.iter().enumerate() {
+            keeper.enqueue(index, u64::from(spec.mem_size));
+        }
+        let shared = Shared {
+            specs,
+            config: &self.config,
+            counters: &self.counters,
+            clock: Arc::new(HostClock::new()),
+            mailboxes: (0..threads).map(|_| Arc::new(Mailbox::default())).collect(),
+            loads: (0..threads).map(|_| AtomicUsize::new(0)).collect(),
+            gate: Mutex::new(Gate { keeper, next_seq: 0, refused: Vec::new() }),
+            retired: AtomicU64::new(0),
+            done: AtomicBool::new(false),
+        };
+        shared.admit();
+        let results: Vec<(Vec<VmReport>, WorkerTotals)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|w| {
+                    scope.spawn({
+                        let shared = &shared;
+                        move || worker::run(shared, w)
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        let mut vms: Vec<Option<VmReport>> = vec![None; specs.len()];
+        let mut report = FleetReport::default();
+        for (reports, totals) in results {
+            report.boot_time += totals.boot_time;
+            report.quanta += totals.quanta;
+            report.worker_busy += totals.busy;
+            for vm in reports {
+                let id = vm.id as usize;
+                if let Some(slot) = vms.get_mut(id) {
+                    *slot = Some(vm);
+                }
+            }
+        }
+        report.vms = vms
+            .into_iter()
+            .enumerate()
+            .map(|(id, vm)| {
+                vm.unwrap_or(VmReport {
+                    id: u32::try_from(id).unwrap_or(u32::MAX),
+                    end: VmEnd::NotAdmitted,
+                    instructions: 0,
+                    cpu_time: Duration::ZERO,
+                    quanta: 0,
+                    admitted: None,
+                })
+            })
+            .collect();
+        report.booted = self.counters.booted.load(Ordering::SeqCst);
+        report.peak_live = self.counters.peak_live.load(Ordering::SeqCst);
+        report.completed = report.vms.iter().filter(|v| matches!(v.end, VmEnd::Terminated(_))).count() as u64;
+        report.faulted = report.vms.iter().filter(|v| matches!(v.end, VmEnd::Fault(_))).count() as u64;
+        report.instructions = report.vms.iter().map(|v| v.instructions).sum();
+        report.packets_switched = self.config.switch.frames_switched().saturating_sub(switched_before);
+        report.wall = start.elapsed();
+        report
+    }
+}
