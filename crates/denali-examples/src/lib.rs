@@ -24,7 +24,7 @@ pub struct Example {
     pub name: &'static str,
     /// One line on what the guest does.
     pub description: &'static str,
-    /// The ELF image (ELF32, EM_386, ET_EXEC, statically linked, loading at 1 MiB).
+    /// The ELF image (ELF32, EM_386, ET_EXEC, statically linked, loading at 0x1000).
     pub elf: &'static [u8],
     /// Computes the exact console output of a correct run, or `None` if it cannot be known in
     /// advance. Output that depends on the VM (the `hello` guest prints its VM id and memory
