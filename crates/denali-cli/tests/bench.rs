@@ -4,29 +4,12 @@
 //!
 //! Times are not asserted: they depend on the machine and its load.
 
+mod common;
+use common::*;
+
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-
-fn denali(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_denali")).args(args).output().expect("the denali binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// A fresh directory for one test's files.
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("denali-bench-test-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Parses `geomean time ratio vs native: interp=A jit=B qemu-i386=C` into its three values
 /// (`None` for `n/a`), or says what is wrong with it. Each value is `n/a` or a number with

@@ -1,15 +1,14 @@
 //! `denali conformance` end to end over a vectors directory written by the test: the summary
 //! line, failing forms as diffs, `--filter`, and the exit statuses.
 
+mod common;
+use common::*;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use denali_conformance::case::{Case, Expected, State, Stop, Vector};
 use denali_conformance::vector::write_form;
-
-fn denali(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_denali")).args(args).output().expect("the denali binary runs")
-}
 
 fn temp_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("denali-cli-conformance-{}-{test}", std::process::id()));

@@ -1,29 +1,10 @@
 //! `denali run` with devices: the device example guests (`idle`, `disk`, `fault`), the
 //! `--disk`, `--keyboard-script` and `--pcap` options and their errors.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+use common::*;
+
 use std::time::{Duration, Instant};
-
-fn denali(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_denali")).args(args).output().expect("the denali binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// A fresh directory for one test's files.
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("denali-cli-devices-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn example(name: &str) -> &'static denali_examples::Example {
     denali_examples::find(name).unwrap()

@@ -1,10 +1,7 @@
 //! `denali fleet`: a small fleet of the `idle` example, its JSON summary and console modes.
 
-use std::process::{Command, Output};
-
-fn denali(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_denali")).args(args).output().expect("the denali binary runs")
-}
+mod common;
+use common::*;
 
 #[test]
 fn json_summary_has_every_key() {

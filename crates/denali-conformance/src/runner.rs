@@ -393,6 +393,24 @@ impl Report {
         self.failures() == 0 && self.uncovered.is_empty()
     }
 
+    /// Every failing form with its first failing case, indented, for test assertions.
+    pub fn failure_details(&self) -> String {
+        let mut text = String::new();
+        for form in self.forms.iter().filter(|f| f.failed()) {
+            text.push_str(&format!("\n{}: {} of {} cases failed", form.form, form.failures, form.cases));
+            if let Some(error) = &form.error {
+                text.push_str(&format!("\n  {error}"));
+            }
+            if let Some(first) = &form.first_failure {
+                text.push_str(&format!("\n  case {}:", first.case));
+                for line in first.mismatch.to_string().lines() {
+                    text.push_str(&format!("\n    {line}"));
+                }
+            }
+        }
+        text
+    }
+
     /// The summary line: `conformance: F forms, C cases, X failures, coverage P% of subset forms`.
     pub fn summary(&self) -> String {
         format!(

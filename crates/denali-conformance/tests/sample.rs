@@ -19,19 +19,7 @@ fn the_interpreter_passes_a_sample_of_the_vectors() {
     );
     let factory = || -> Box<dyn Engine> { Box::new(Interpreter::new()) };
     let report = run_suite(&factory, &dir, None, Some(SAMPLE)).unwrap_or_else(|e| panic!("{e}"));
-    let mut failures = String::new();
-    for form in report.forms.iter().filter(|f| f.failed()) {
-        failures.push_str(&format!("\n{}: {} of {} cases failed", form.form, form.failures, form.cases));
-        if let Some(error) = &form.error {
-            failures.push_str(&format!("\n  {error}"));
-        }
-        if let Some(first) = &form.first_failure {
-            failures.push_str(&format!("\n  case {}:", first.case));
-            for line in first.mismatch.to_string().lines() {
-                failures.push_str(&format!("\n    {line}"));
-            }
-        }
-    }
+    let failures = report.failure_details();
     println!("{}", report.summary());
     assert!(report.failures() == 0, "{}{failures}", report.summary());
     assert_eq!(report.coverage_permille(), 1000, "every subset form must have vectors: {}", report.summary());

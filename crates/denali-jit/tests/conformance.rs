@@ -17,19 +17,7 @@ fn the_jit_passes_every_conformance_vector() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/vectors");
     let factory = || -> Box<dyn Engine> { Box::new(Jit::new().expect("checked above")) };
     let report = run_suite(&factory, &dir, None, None).unwrap_or_else(|e| panic!("{e}"));
-    let mut failures = String::new();
-    for form in report.forms.iter().filter(|f| f.failed()) {
-        failures.push_str(&format!("\n{}: {} of {} cases failed", form.form, form.failures, form.cases));
-        if let Some(error) = &form.error {
-            failures.push_str(&format!("\n  {error}"));
-        }
-        if let Some(first) = &form.first_failure {
-            failures.push_str(&format!("\n  case {}:", first.case));
-            for line in first.mismatch.to_string().lines() {
-                failures.push_str(&format!("\n    {line}"));
-            }
-        }
-    }
+    let failures = report.failure_details();
     println!("{}", report.summary());
     assert!(report.failures() == 0, "{}{failures}", report.summary());
     assert_eq!(report.coverage_permille(), 1000, "{}", report.summary());
