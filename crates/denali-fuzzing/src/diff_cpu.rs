@@ -1,6 +1,6 @@
 //! Live differential testing against the host CPU: random straight-line blocks of subset
 //! instructions, with random registers, flags and memory, run natively by the conformance
-//! oracle and by the interpreter; registers, EIP, the defined flags, memory and the way the
+//! oracle and by every engine the host has (the interpreter, and the JIT on x86-64); registers, EIP, the defined flags, memory and the way the
 //! block ended must agree.
 
 use denali_conformance::case::{Case, Expected, MEMORY_SIZE, Region, Stop, Vector};
@@ -17,8 +17,8 @@ pub enum Verdict {
     /// The CPU could not run the block (it looped past the timeout, touched the lowest 64 KiB
     /// that the native process cannot map, ...): no verdict.
     Skipped(String),
-    /// The interpreter and the CPU disagree: a bug.
-    Diverged(Box<Mismatch>),
+    /// An engine (named) and the CPU disagree: a bug.
+    Diverged(&'static str, Box<Mismatch>),
 }
 
 /// The CPU side and the block generator, set up once.
@@ -64,19 +64,28 @@ impl DiffCpu {
         let expected =
             Expected { state: observed.state, final_memory: observed.memory, stop: observed.stop, flags_mask };
         let vector = Vector { case, expected };
-        match run_vector(&mut Interpreter::new(), &vector) {
-            Ok(()) => Verdict::Agreed,
-            Err(mismatch) if touched_the_oracle(&mismatch) => {
-                Verdict::Skipped("the block reached the oracle's own pages, mapped only natively".into())
-            }
-            Err(mismatch) if partial_effects_before_a_fault(&mismatch) => {
-                Verdict::Skipped("the CPU kept effects of a faulting instruction".into())
-            }
-            Err(mismatch) if wrote_its_code_page(&mismatch) => {
-                Verdict::Skipped("the block stored into its own code page".into())
-            }
-            Err(mismatch) => Verdict::Diverged(Box::new(mismatch)),
+        // Every engine this host has must agree with the CPU: the interpreter, and the JIT
+        // where there is one.
+        let mut engines: Vec<(&str, Box<dyn Engine>)> = vec![("interp", Box::new(Interpreter::new()))];
+        if let Some(jit) = denali_jit::Jit::new() {
+            engines.push(("jit", Box::new(jit)));
         }
+        for (name, mut engine) in engines {
+            match run_vector(engine.as_mut(), &vector) {
+                Ok(()) => {}
+                Err(mismatch) if touched_the_oracle(&mismatch) => {
+                    return Verdict::Skipped("the block reached the oracle's own pages, mapped only natively".into());
+                }
+                Err(mismatch) if partial_effects_before_a_fault(&mismatch) => {
+                    return Verdict::Skipped("the CPU kept effects of a faulting instruction".into());
+                }
+                Err(mismatch) if wrote_its_code_page(&mismatch) => {
+                    return Verdict::Skipped("the block stored into its own code page".into());
+                }
+                Err(mismatch) => return Verdict::Diverged(name, Box::new(mismatch)),
+            }
+        }
+        Verdict::Agreed
     }
 }
 
@@ -179,7 +188,7 @@ mod tests {
                 let mut cell = cell.borrow_mut();
                 let Some(diff) = cell.get_or_insert_with(oracle) else { return Ok(()) };
                 match diff.check(seed, len) {
-                    Verdict::Diverged(m) => Err(TestCaseError::fail(format!("seed {seed:#x}, {len} instructions:\n{m}"))),
+                    Verdict::Diverged(engine, m) => Err(TestCaseError::fail(format!("{engine}: seed {seed:#x}, {len} instructions:\n{m}"))),
                     Verdict::Agreed | Verdict::Skipped(_) => Ok(()),
                 }
             })?;
@@ -197,7 +206,7 @@ mod tests {
             Some((u64::from_str_radix(seed.trim_start_matches("0x"), 16).ok()?, len.parse().ok()?))
         }) {
             match diff.check(seed, len) {
-                Verdict::Diverged(m) => panic!("seed {seed:#x}, {len} instructions:\n{m}"),
+                Verdict::Diverged(engine, m) => panic!("{engine}: seed {seed:#x}, {len} instructions:\n{m}"),
                 verdict => println!("{verdict:?}"),
             }
             return;
@@ -212,7 +221,7 @@ mod tests {
             match diff.check(seed, len) {
                 Verdict::Agreed => agreed += 1,
                 Verdict::Skipped(_) => skipped += 1,
-                Verdict::Diverged(m) => panic!("seed {seed:#x}, {len} instructions:\n{m}"),
+                Verdict::Diverged(engine, m) => panic!("{engine}: seed {seed:#x}, {len} instructions:\n{m}"),
             }
         }
         println!("live differential: {agreed} blocks agreed, {skipped} skipped, in {secs} s");
