@@ -25,8 +25,7 @@ impl Write for Capture {
 fn run(elf: &[u8], engine: Box<dyn Engine>) -> (String, Outcome, Cpu) {
     let image = Image::from_elf(elf).expect("bundled examples are valid images");
     let console = Capture::default();
-    let mut vm =
-        Vm::new(&image, VmConfig::default(), engine, Box::new(console.clone())).expect("bundled examples fit");
+    let mut vm = Vm::new(&image, VmConfig::default(), engine, Box::new(console.clone())).expect("bundled examples fit");
     let outcome = vm.run(None).expect("the capture cannot fail");
     let output = String::from_utf8_lossy(&console.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
     (output, outcome, *vm.cpu())
