@@ -57,55 +57,20 @@ pub struct Console;
 
 impl fmt::Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        match write_bytes(s.as_bytes()) {
-            status::OK => Ok(()),
-            // The spec gives the console no length limit, but a kernel may still refuse a long
-            // buffer; byte-at-a-time output always works.
-            status::BAD_LEN => {
-                s.bytes().for_each(putc);
-                Ok(())
-            }
-            _ => Err(fmt::Error),
-        }
+        send(s.as_bytes())
     }
 }
 
-/// Collects formatted output into a stack buffer and sends it in as few OUTs as possible.
-struct Batch {
-    buf: [u8; 256],
-    len: usize,
-}
-
-impl Batch {
-    fn flush(&mut self) -> fmt::Result {
-        // A long string may be split mid-character across two flushes; the console writes
-        // bytes, not text, so that is harmless.
-        let result = match write_bytes(&self.buf[..self.len]) {
-            status::OK => Ok(()),
-            status::BAD_LEN => {
-                self.buf[..self.len].iter().copied().for_each(putc);
-                Ok(())
-            }
-            _ => Err(fmt::Error),
-        };
-        self.len = 0;
-        result
-    }
-}
-
-impl fmt::Write for Batch {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut bytes = s.as_bytes();
-        while !bytes.is_empty() {
-            if self.len == self.buf.len() {
-                self.flush()?;
-            }
-            let n = bytes.len().min(self.buf.len() - self.len);
-            self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
-            self.len += n;
-            bytes = &bytes[n..];
+/// Writes `bytes` with one CONSOLE_WRITE. The spec gives the console no length limit, but a
+/// kernel may still refuse a long buffer; byte-at-a-time output always works.
+fn send(bytes: &[u8]) -> fmt::Result {
+    match write_bytes(bytes) {
+        status::OK => Ok(()),
+        status::BAD_LEN => {
+            bytes.iter().copied().for_each(putc);
+            Ok(())
         }
-        Ok(())
+        _ => Err(fmt::Error),
     }
 }
 
@@ -116,7 +81,7 @@ pub fn _print(args: fmt::Arguments<'_>) {
         let _ = fmt::Write::write_str(&mut Console, s);
         return;
     }
-    let mut batch = Batch { buf: [0; 256], len: 0 };
+    let mut batch = crate::batch::Batch::new(send);
     // Console errors have nowhere to be reported; like std's print!, carry on.
     let _ = fmt::write(&mut batch, args);
     let _ = batch.flush();

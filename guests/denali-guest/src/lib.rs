@@ -13,6 +13,7 @@
 //! puts it on the linker search path). See `guests/README.md`.
 #![no_std]
 
+mod batch;
 pub mod console;
 mod mem;
 pub mod vreg;

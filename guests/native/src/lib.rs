@@ -19,6 +19,8 @@ use core::fmt;
 
 // Included by path rather than through a dependency on denali-guest, whose build script would
 // put the guests' link.x on this crate's linker search path.
+#[path = "../../denali-guest/src/batch.rs"]
+mod batch;
 #[path = "../../denali-guest/src/mem.rs"]
 mod mem;
 
@@ -68,40 +70,9 @@ pub fn exit(status: u32) -> ! {
     }
 }
 
-/// Collects formatted output into a stack buffer and writes it in as few calls as possible.
-struct Batch {
-    fd: u32,
-    buf: [u8; 256],
-    len: usize,
-}
-
-impl Batch {
-    fn flush(&mut self) -> fmt::Result {
-        let ok = write_all(self.fd, &self.buf[..self.len]);
-        self.len = 0;
-        if ok { Ok(()) } else { Err(fmt::Error) }
-    }
-}
-
-impl fmt::Write for Batch {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut bytes = s.as_bytes();
-        while !bytes.is_empty() {
-            if self.len == self.buf.len() {
-                self.flush()?;
-            }
-            let n = bytes.len().min(self.buf.len() - self.len);
-            self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
-            self.len += n;
-            bytes = &bytes[n..];
-        }
-        Ok(())
-    }
-}
-
 #[doc(hidden)]
 pub fn _print(fd: u32, args: fmt::Arguments<'_>) {
-    let mut batch = Batch { fd, buf: [0; 256], len: 0 };
+    let mut batch = batch::Batch::new(|bytes: &[u8]| if write_all(fd, bytes) { Ok(()) } else { Err(fmt::Error) });
     // Output errors have nowhere to be reported; like std's print!, carry on.
     let _ = fmt::write(&mut batch, args);
     let _ = batch.flush();

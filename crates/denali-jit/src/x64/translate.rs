@@ -262,23 +262,7 @@ fn generic_mnemonic(m: Mnemonic) -> bool {
             | Setge
             | Setle
             | Setg
-            | Cmovo
-            | Cmovno
-            | Cmovb
-            | Cmovae
-            | Cmove
-            | Cmovne
-            | Cmovbe
-            | Cmova
-            | Cmovs
-            | Cmovns
-            | Cmovp
-            | Cmovnp
-            | Cmovl
-            | Cmovge
-            | Cmovle
-            | Cmovg
-    )
+    ) || is_cmov(m)
 }
 
 fn is_cmov(m: Mnemonic) -> bool {
