@@ -78,8 +78,9 @@ pub enum Exit {
 }
 
 /// An execution engine. One engine instance serves one VM; it may cache decoded or translated
-/// code for that VM's memory.
-pub trait Engine {
+/// code for that VM's memory. Engines are `Send` so that a scheduler may move a VM between
+/// threads (it runs on one thread at a time).
+pub trait Engine: Send {
     /// Runs guest code from `cpu.eip` until `budget` instructions have retired or something
     /// needs the kernel. `budget` is never 0.
     fn run(&mut self, cpu: &mut crate::Cpu, memory: &mut crate::GuestMemory, budget: u64) -> Exit;

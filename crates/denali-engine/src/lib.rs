@@ -10,8 +10,11 @@ mod cpu;
 mod exit;
 pub mod interp;
 mod memory;
+pub mod residency;
+mod template;
 
 pub use cpu::{Cpu, flag, reg};
 pub use exit::{Engine, Exception, ExceptionKind, Exit};
-pub use interp::Interpreter;
+pub use interp::{Interpreter, SharedCode};
 pub use memory::{GuestMemory, MemoryError, OutOfBounds};
+pub use template::MemoryTemplate;

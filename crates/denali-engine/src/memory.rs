@@ -1,9 +1,12 @@
-//! Guest physical memory: one anonymous, lazily committed mapping per VM, reached only through
-//! bounds-checked accessors. It also tracks which pages hold decoded code, so that a store to
+//! Guest physical memory: one lazily committed mapping per VM (anonymous, or a private
+//! copy-on-write mapping of a [`MemoryTemplate`]), reached only through bounds-checked
+//! accessors. It also tracks which pages hold decoded code, so that a store to
 //! code (by the guest or by the kernel) invalidates what engines cached from it.
 
 use denali_abi::boot::{MAX_MEM_SIZE, MIN_MEM_SIZE, PAGE_SIZE};
 use memmap2::{MmapMut, MmapOptions};
+
+use crate::template::{CowLease, MemoryTemplate};
 
 /// Why guest memory could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,8 @@ pub struct GuestMemory {
     written_code_pages: Vec<u32>,
     /// Stores that hit a page marked as code, since creation.
     code_writes: u64,
+    /// Held while `map` is a copy-on-write mapping of a template's file.
+    cow: Option<CowLease>,
 }
 
 impl GuestMemory {
@@ -52,8 +57,31 @@ impl GuestMemory {
         )]
         let len = size as usize;
         let map = MmapOptions::new().len(len).map_anon().map_err(|source| MemoryError::Map { size, source })?;
-        let pages = len / PAGE_SIZE as usize;
-        Ok(GuestMemory { map, code_pages: vec![0; pages], written_code_pages: Vec::new(), code_writes: 0 })
+        Ok(GuestMemory::with_map(map, None))
+    }
+
+    /// A memory holding what `template` holds: a private copy-on-write mapping of it where the
+    /// host allows (see [`MemoryTemplate`]), else fresh memory with its pages copied in.
+    pub fn from_template(template: &MemoryTemplate) -> Result<GuestMemory, MemoryError> {
+        if let Some((map, lease)) = template.map_private() {
+            return Ok(GuestMemory::with_map(map, Some(lease)));
+        }
+        let mut memory = GuestMemory::new(u64::from(template.size()))?;
+        for (page, bytes) in template.pages() {
+            let start = *page as usize * PAGE_SIZE as usize;
+            memory.map[start..start + bytes.len()].copy_from_slice(bytes);
+        }
+        Ok(memory)
+    }
+
+    fn with_map(map: MmapMut, cow: Option<CowLease>) -> GuestMemory {
+        let pages = map.len() / PAGE_SIZE as usize;
+        GuestMemory { map, code_pages: vec![0; pages], written_code_pages: Vec::new(), code_writes: 0, cow }
+    }
+
+    /// Whether the memory shares the pages it has not written with its template's other VMs.
+    pub fn is_copy_on_write(&self) -> bool {
+        self.cow.is_some()
     }
 
     /// Size in bytes; valid addresses are `0..size()`.

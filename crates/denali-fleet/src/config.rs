@@ -3,16 +3,16 @@
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use denali_engine::{Engine, Interpreter};
+use denali_engine::{Engine, Interpreter, SharedCode};
 use denali_kernel::{Image, Switch};
 
 /// Makes one VM's execution engine; called on the worker thread that runs the VM.
 pub type EngineFactory = Arc<dyn Fn() -> Box<dyn Engine> + Send + Sync>;
 /// Makes the console sink of the VM with this id; called on the VM's worker thread.
-pub type ConsoleFactory = Arc<dyn Fn(u32) -> io::Result<Box<dyn Write>> + Send + Sync>;
+pub type ConsoleFactory = Arc<dyn Fn(u32) -> io::Result<Box<dyn Write + Send>> + Send + Sync>;
 
-/// One VM of a fleet. VMs of one image share the parsed [`Image`] (its bytes are copied into
-/// each VM's memory at boot; sharing read-only pages copy-on-write is not done yet).
+/// One VM of a fleet. VMs of one image (the same `Arc`) and memory size boot from one
+/// `denali_kernel::BootImage`, laid out once: they share its pages copy-on-write.
 #[derive(Debug, Clone)]
 pub struct VmSpec {
     pub image: Arc<Image>,
@@ -52,15 +52,16 @@ pub struct FleetConfig {
 
 impl FleetConfig {
     /// One worker per host core, 10,000-instruction quanta, batched interrupts, no budget,
-    /// the interpreter, consoles discarded, a fresh switch.
+    /// the interpreter (sharing decoded code among the VMs), consoles discarded, a fresh switch.
     pub fn new() -> FleetConfig {
+        let code = SharedCode::new();
         FleetConfig {
             threads: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
             quantum: 10_000,
             interrupts: InterruptMode::Batched,
             mem_budget: None,
             instruction_limit: None,
-            engine: Arc::new(|| Box::new(Interpreter::new())),
+            engine: Arc::new(move || Box::new(Interpreter::sharing(Arc::clone(&code)))),
             console: Arc::new(|_| Ok(Box::new(io::sink()))),
             switch: Switch::new(),
         }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use denali_kernel::HostClock;
+use denali_kernel::{BootImage, HostClock, VmError};
 
 use crate::config::{FleetConfig, VmSpec};
 use crate::gatekeeper::{Admission, Gatekeeper};
@@ -41,6 +41,9 @@ pub(crate) struct Gate {
 /// What the workers share.
 pub(crate) struct Shared<'a> {
     pub specs: &'a [VmSpec],
+    /// For each spec, its image laid out once (shared by every VM of the same image and memory
+    /// size), or why it cannot boot.
+    pub boot_images: Vec<SharedBoot>,
     pub config: &'a FleetConfig,
     pub counters: &'a FleetCounters,
     pub clock: Arc<HostClock>,
@@ -119,6 +122,29 @@ impl Shared<'_> {
     }
 }
 
+/// An image laid out for VMs of one memory size, or why it cannot boot.
+pub(crate) type SharedBoot = Arc<Result<BootImage, String>>;
+
+/// Lays out each distinct (image, memory size) of `specs` once.
+fn boot_images(specs: &[VmSpec]) -> Vec<SharedBoot> {
+    let mut made: Vec<(*const denali_kernel::Image, u32, SharedBoot)> = Vec::new();
+    specs
+        .iter()
+        .map(|spec| {
+            let key = Arc::as_ptr(&spec.image);
+            if let Some((_, _, boot)) = made.iter().find(|(image, size, _)| *image == key && *size == spec.mem_size) {
+                return Arc::clone(boot);
+            }
+            let boot = Arc::new(BootImage::new(&spec.image, spec.mem_size).map_err(|e| match e {
+                VmError::Load(e) => e.to_string(),
+                VmError::Memory(e) => e.to_string(),
+            }));
+            made.push((key, spec.mem_size, Arc::clone(&boot)));
+            boot
+        })
+        .collect()
+}
+
 impl Fleet {
     pub fn new(config: FleetConfig) -> Fleet {
         Fleet { config, counters: Arc::new(FleetCounters::default()) }
@@ -145,6 +171,7 @@ impl Fleet {
         }
         let shared = Shared {
             specs,
+            boot_images: boot_images(specs),
             config: &self.config,
             counters: &self.counters,
             clock: Arc::new(HostClock::new()),

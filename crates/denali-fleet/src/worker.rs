@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use denali_kernel::{Clock, Outcome, Quantum, SLICE, Vm, VmConfig, VmError};
+use denali_kernel::{Clock, Outcome, Quantum, SLICE, Vm, VmError};
 
 use crate::config::InterruptMode;
 use crate::fleet::Shared;
@@ -215,13 +215,14 @@ impl Worker<'_, '_> {
         let started = Instant::now();
         let id = u32::try_from(index).unwrap_or(u32::MAX);
         let slot = self.free.pop().unwrap_or(self.slots.len());
-        let console = (shared.config.console)(id).map_err(|e| format!("cannot open the console: {e}"));
-        let vm = console.and_then(|console| {
-            Vm::new(&spec.image, VmConfig { mem_size: spec.mem_size, vm_id: id }, (shared.config.engine)(), console)
-                .map_err(|e| match e {
-                    VmError::Load(e) => e.to_string(),
-                    VmError::Memory(e) => e.to_string(),
-                })
+        let boot_image =
+            shared.boot_images.get(index).map_or(Err("no image"), |b| b.as_ref().as_ref().map_err(String::as_str));
+        let vm = boot_image.map_err(str::to_owned).and_then(|boot_image| {
+            let console = (shared.config.console)(id).map_err(|e| format!("cannot open the console: {e}"))?;
+            Vm::from_boot_image(boot_image, id, (shared.config.engine)(), console).map_err(|e| match e {
+                VmError::Load(e) => e.to_string(),
+                VmError::Memory(e) => e.to_string(),
+            })
         });
         let mut vm = match vm {
             Ok(vm) => vm,

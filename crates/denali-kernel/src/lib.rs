@@ -8,6 +8,7 @@
 //! Invariant: nothing a guest or an image file does can make the kernel panic; guest mistakes
 //! become exceptions or [`Outcome`]s, bad images become [`ImageError`]s or [`LoadError`]s.
 
+mod boot_image;
 mod console;
 mod delivery;
 pub mod devices;
@@ -20,6 +21,7 @@ pub mod trace;
 mod vm;
 pub mod vregs;
 
+pub use boot_image::BootImage;
 pub use devices::clock::{Clock, Doorbell, FakeClock, HostClock};
 pub use devices::disk::{DiskError, DiskImage};
 pub use devices::switch::Switch;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use denali_abi::vreg;
 use denali_engine::{Cpu, Engine, Exception, ExceptionKind, Exit, GuestMemory, MemoryError, OutOfBounds, reg};
 
+use crate::boot_image::BootImage;
 use crate::console::Console;
 use crate::devices::Devices;
 use crate::devices::clock::{Clock, Doorbell, HostClock};
@@ -71,7 +72,7 @@ pub struct Vm {
     cpu: Cpu,
     engine: Box<dyn Engine>,
     console: Console,
-    trace: Option<Box<dyn Write>>,
+    trace: Option<Box<dyn Write + Send>>,
     id: u32,
     devices: Devices,
     clock: Arc<dyn Clock>,
@@ -131,23 +132,47 @@ impl Vm {
         image: &Image,
         config: VmConfig,
         engine: Box<dyn Engine>,
-        console: Box<dyn Write>,
+        console: Box<dyn Write + Send>,
     ) -> Result<Vm, VmError> {
         // Check placement before mapping memory, so a bad image fails without the cost.
         image.check_fits(config.mem_size)?;
         let mut memory = GuestMemory::new(u64::from(config.mem_size))?;
-        vregs::init(&mut memory, config.vm_id);
         image.load_into(&mut memory)?;
-        let cpu = Cpu::new(image.entry, memory.size());
+        Ok(Vm::boot(memory, image.entry, config.vm_id, engine, console))
+    }
+
+    /// Boots a VM from an image laid out once ([`BootImage`]): its memory starts as the
+    /// template's (sharing the pages it does not write where the host allows), so nothing is
+    /// parsed, checked or copied per VM.
+    pub fn from_boot_image(
+        boot: &BootImage,
+        vm_id: u32,
+        engine: Box<dyn Engine>,
+        console: Box<dyn Write + Send>,
+    ) -> Result<Vm, VmError> {
+        let memory = GuestMemory::from_template(boot.memory())?;
+        Ok(Vm::boot(memory, boot.entry(), vm_id, engine, console))
+    }
+
+    /// Writes the register page and sets up the CPU and devices over loaded memory.
+    fn boot(
+        mut memory: GuestMemory,
+        entry: u32,
+        id: u32,
+        engine: Box<dyn Engine>,
+        console: Box<dyn Write + Send>,
+    ) -> Vm {
+        vregs::init(&mut memory, id);
+        let cpu = Cpu::new(entry, memory.size());
         let clock: Arc<dyn Clock> = Arc::new(HostClock::new());
-        Ok(Vm {
+        Vm {
             memory,
             cpu,
             engine,
             console: Console::new(console),
             trace: None,
-            id: config.vm_id,
-            devices: Devices::new(vregs::mac_address(config.vm_id)),
+            id,
+            devices: Devices::new(vregs::mac_address(id)),
             boot: clock.now(),
             clock,
             poll_due: true,
@@ -155,12 +180,12 @@ impl Vm {
             delivered_at: None,
             stopped: None,
             idling: None,
-        })
+        }
     }
 
     /// Sends a trace line for every instruction to `out`. Tracing runs the engine one
     /// instruction at a time, so it is slow.
-    pub fn set_trace(&mut self, out: Box<dyn Write>) {
+    pub fn set_trace(&mut self, out: Box<dyn Write + Send>) {
         self.trace = Some(out);
     }
 

@@ -271,10 +271,10 @@ fn enable_irqs() -> Step {
 }
 
 /// A step that records EAX and TIME_US into `log`.
-fn note(log: &std::rc::Rc<std::cell::RefCell<Vec<(u32, u64)>>>) -> Step {
+fn note(log: &std::sync::Arc<std::sync::Mutex<Vec<(u32, u64)>>>) -> Step {
     let log = log.clone();
     Box::new(move |cpu, memory, _| {
-        log.borrow_mut().push((cpu.regs[reg::EAX], memory.read_u64(vreg::TIME_US).unwrap()));
+        log.lock().unwrap().push((cpu.regs[reg::EAX], memory.read_u64(vreg::TIME_US).unwrap()));
         memory.write_u32(vreg::IRQ_PENDING, 0).unwrap();
         Exit::BudgetExhausted
     })
@@ -295,7 +295,7 @@ fn idle_wakes_on_a_one_shot_timer_before_its_timeout() {
     vm.set_clock(clock.clone());
     vm.run(None).unwrap();
     // Woken by the timer at 300 us, then the timer is spent and the idle times out.
-    assert_eq!(*log.borrow(), [(1, 300), (0, 1300)]);
+    assert_eq!(*log.lock().unwrap(), [(1, 300), (0, 1300)]);
     assert_eq!(clock.now(), Duration::from_micros(1300));
 }
 
@@ -313,7 +313,7 @@ fn a_periodic_timer_fires_every_period_on_a_fake_clock() {
     let mut vm = vm(steps);
     vm.set_clock(clock);
     let outcome = vm.run(None).unwrap();
-    assert_eq!(*log.borrow(), [(1, 250), (1, 500), (1, 750), (1, 1000)]);
+    assert_eq!(*log.lock().unwrap(), [(1, 250), (1, 500), (1, 750), (1, 1000)]);
     // Once stopped, nothing can end an idle with no timeout.
     assert!(matches!(outcome, Outcome::Fault(f) if f.cause == FaultCause::IdleForever));
 }
@@ -324,7 +324,7 @@ fn with_interrupts_disabled_the_timer_does_not_end_an_idle() {
     let mut vm = vm(vec![with_eax(100, out(port::TIMER_ONESHOT, 100)), idle(5000), note(&log)]);
     vm.set_clock(Arc::new(FakeClock::new()));
     vm.run(None).unwrap();
-    assert_eq!(*log.borrow(), [(0, 5000)]);
+    assert_eq!(*log.lock().unwrap(), [(0, 5000)]);
     assert_eq!(pending(&vm), 0, "note cleared the TIMER bit the expiry set");
 }
 
@@ -334,20 +334,20 @@ fn idle_without_timeout_and_an_armed_timer_is_no_deadlock() {
     let mut vm = vm(vec![enable_irqs(), with_eax(40, out(port::TIMER_ONESHOT, 40)), idle(u32::MAX), note(&log)]);
     vm.set_clock(Arc::new(FakeClock::new()));
     assert_eq!(vm.run(None).unwrap(), Outcome::Terminated(0xDEAD));
-    assert_eq!(*log.borrow(), [(1, 40)]);
+    assert_eq!(*log.lock().unwrap(), [(1, 40)]);
 }
 
 // ---- keyboard ----
 
 #[test]
 fn a_keyboard_script_is_read_byte_by_byte_and_raises_keyboard() {
-    let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut steps: Vec<Step> = vec![retire(1)];
     for _ in 0..4 {
         steps.push(Box::new(|_, _, _| Exit::PortIn { port: port::KBD_GETC, width: 4, len: 1 }));
         let got = got.clone();
         steps.push(Box::new(move |cpu, _, _| {
-            got.borrow_mut().push(cpu.regs[reg::EAX]);
+            got.lock().unwrap().push(cpu.regs[reg::EAX]);
             Exit::BudgetExhausted
         }));
     }
@@ -356,7 +356,7 @@ fn a_keyboard_script_is_read_byte_by_byte_and_raises_keyboard() {
     assert_eq!(vm.run(Some(1)).unwrap(), Outcome::Limit);
     assert_eq!(pending(&vm), 1 << irq::KEYBOARD);
     vm.run(None).unwrap();
-    assert_eq!(*got.borrow(), [u32::from(b'o'), u32::from(b'k'), u32::from(b'\n'), u32::MAX]);
+    assert_eq!(*got.lock().unwrap(), [u32::from(b'o'), u32::from(b'k'), u32::from(b'\n'), u32::MAX]);
 }
 
 #[test]
@@ -370,7 +370,7 @@ fn keyboard_input_from_another_thread_wakes_an_idle_vm() {
     });
     assert_eq!(vm.run(None).unwrap(), Outcome::Terminated(0xDEAD));
     typist.join().unwrap();
-    assert_eq!(log.borrow()[0].0, 1);
+    assert_eq!(log.lock().unwrap()[0].0, 1);
 }
 
 // ---- NIC and switch ----

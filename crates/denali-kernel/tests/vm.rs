@@ -430,9 +430,9 @@ fn max_instructions_stops_exactly_and_resumes() {
             .unwrap();
     assert_eq!(vm.run(Some(1000)).unwrap(), Outcome::Limit);
     assert_eq!(vm.cpu().instructions, 1000);
-    assert_eq!(*budgets.borrow(), [1000, 600, 200]);
+    assert_eq!(*budgets.lock().unwrap(), [1000, 600, 200]);
     assert_eq!(vm.run(Some(1000)).unwrap(), Outcome::Limit, "no instruction runs past the limit");
-    assert_eq!(budgets.borrow().len(), 3);
+    assert_eq!(budgets.lock().unwrap().len(), 3);
     assert_eq!(vm.run(Some(1100)).unwrap(), Outcome::Limit);
     assert_eq!(vm.cpu().instructions, 1100);
 }
@@ -443,7 +443,7 @@ fn slices_are_bounded() {
     let budgets = engine.budgets.clone();
     let mut vm = Vm::new(&flat(&[0x90]), VmConfig::default(), Box::new(engine), Box::new(Output::default())).unwrap();
     vm.run(None).unwrap();
-    assert_eq!(budgets.borrow()[0], denali_kernel::SLICE);
+    assert_eq!(budgets.lock().unwrap()[0], denali_kernel::SLICE);
 }
 
 #[test]
@@ -460,7 +460,7 @@ fn trace_writes_one_line_per_step() {
     .unwrap();
     vm.set_trace(Box::new(trace.clone()));
     vm.run(None).unwrap();
-    assert!(budgets.borrow().iter().all(|&b| b == 1));
+    assert!(budgets.lock().unwrap().iter().all(|&b| b == 1));
     let text = trace.text();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");

@@ -22,13 +22,12 @@
 //! its statistics (for example a JIT's compile time and cache counters) are printed in a table
 //! of their own when its probe returns any.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
@@ -61,7 +60,7 @@ pub type Stats = Vec<(String, String)>;
 /// An engine for one timed run, and a way to read its statistics once the VM is done with it.
 ///
 /// The VM owns its engine as a `Box<dyn Engine>` and does not hand it back, so the engine is
-/// shared through an `Rc`; the `RefCell` is borrowed once per call of `Engine::run` (a slice of
+/// shared through an `Arc`; the `Mutex` is locked once per call of `Engine::run` (a slice of
 /// up to a millisecond of guest time, or an exit), which costs nothing measurable.
 pub struct Probed {
     engine: Box<dyn Engine>,
@@ -71,18 +70,21 @@ pub struct Probed {
 impl Probed {
     /// Wraps `engine`; `stats` reads its counters after the run.
     pub fn new<E: Engine + 'static>(engine: E, stats: fn(&E) -> Stats) -> Probed {
-        let shared = Rc::new(RefCell::new(engine));
-        let probe = Rc::clone(&shared);
-        Probed { engine: Box::new(Shared(shared)), stats: Box::new(move || stats(&probe.borrow())) }
+        let shared = Arc::new(Mutex::new(engine));
+        let probe = Arc::clone(&shared);
+        Probed {
+            engine: Box::new(Shared(shared)),
+            stats: Box::new(move || stats(&probe.lock().unwrap_or_else(PoisonError::into_inner))),
+        }
     }
 }
 
 /// An engine the bench can still read after lending it to a VM.
-struct Shared<E>(Rc<RefCell<E>>);
+struct Shared<E>(Arc<Mutex<E>>);
 
 impl<E: Engine> Engine for Shared<E> {
     fn run(&mut self, cpu: &mut Cpu, memory: &mut GuestMemory, budget: u64) -> Exit {
-        self.0.borrow_mut().run(cpu, memory, budget)
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).run(cpu, memory, budget)
     }
 }
 
@@ -508,17 +510,17 @@ fn is_executable(path: &Path) -> bool {
 
 /// A guest console that the bench can read after the VM is done with it.
 #[derive(Clone, Default)]
-struct Capture(Rc<RefCell<Vec<u8>>>);
+struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl Capture {
     fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.borrow()).into_owned()
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
     }
 }
 
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(buf);
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(buf);
         Ok(buf.len())
     }
 

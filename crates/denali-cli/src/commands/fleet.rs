@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use denali_engine::{Engine, Interpreter};
+use denali_engine::{Engine, Interpreter, SharedCode};
 use denali_fleet::{ConsoleFactory, EngineFactory, Fleet, FleetConfig, FleetReport, InterruptMode, VmEnd, VmSpec};
 
 use crate::args::{ConsoleMode, EngineKind, FleetArgs};
@@ -21,7 +21,11 @@ pub fn fleet(args: &FleetArgs) -> Result<u8, Failure> {
     // Every VM would fail to boot the same way: say so once.
     source.image.check_fits(args.mem).map_err(|e| Failure::input(format!("{}: {e}", source.name)))?;
     let engine: EngineFactory = match args.engine {
-        EngineKind::Interp => Arc::new(|| Box::new(Interpreter::new()) as Box<dyn Engine>),
+        EngineKind::Interp => {
+            // The VMs run one image: each block is decoded once for all of them.
+            let code = SharedCode::new();
+            Arc::new(move || Box::new(Interpreter::sharing(Arc::clone(&code))) as Box<dyn Engine>)
+        }
         EngineKind::Jit => {
             // Fail before booting anything if this host cannot run the JIT.
             denali_jit::Jit::new().ok_or_else(|| Failure::host(NO_JIT))?;
@@ -96,8 +100,8 @@ fn spawn_progress(fleet: &Fleet) -> (Arc<AtomicBool>, std::thread::JoinHandle<()
 
 fn console_factory(mode: &ConsoleMode) -> Result<ConsoleFactory, Failure> {
     Ok(match mode {
-        ConsoleMode::None => Arc::new(|_| Ok(Box::new(io::sink()) as Box<dyn Write>)),
-        ConsoleMode::Prefix => Arc::new(|id| Ok(Box::new(Prefixed { id, line: Vec::new() }) as Box<dyn Write>)),
+        ConsoleMode::None => Arc::new(|_| Ok(Box::new(io::sink()) as Box<dyn Write + Send>)),
+        ConsoleMode::Prefix => Arc::new(|id| Ok(Box::new(Prefixed { id, line: Vec::new() }) as Box<dyn Write + Send>)),
         ConsoleMode::Files(dir) => {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Failure::input(format!("{}: cannot create: {}", dir.display(), io_reason(&e))))?;
@@ -107,7 +111,7 @@ fn console_factory(mode: &ConsoleMode) -> Result<ConsoleFactory, Failure> {
     })
 }
 
-fn open(dir: &Path, id: u32) -> io::Result<Box<dyn Write>> {
+fn open(dir: &Path, id: u32) -> io::Result<Box<dyn Write + Send>> {
     Ok(Box::new(BufWriter::new(File::create(dir.join(format!("vm-{id}.txt")))?)))
 }
 

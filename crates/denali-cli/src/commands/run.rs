@@ -25,7 +25,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Failure> {
     let source = source::load(&args.source)?;
     // Open output files before running, so a bad path fails at once and not after a long run.
     let dump_file = args.dump_state.as_deref().map(create).transpose()?;
-    let trace: Option<Box<dyn Write>> = match &args.trace_file {
+    let trace: Option<Box<dyn Write + Send>> = match &args.trace_file {
         Some(path) => Some(Box::new(BufWriter::new(create(path)?))),
         None if args.trace => Some(Box::new(io::stderr())),
         None => None,

@@ -4,20 +4,29 @@
 //! instruction, an invalid instruction or a length limit. Blocks are found by start address
 //! through a direct-mapped table in front of a hash map. Every page a block's bytes touch is
 //! marked in `GuestMemory`; a store to such a page drops all blocks of that page.
+//!
+//! A VM's cache may take blocks from a [`SharedCode`] that the interpreters of many VMs share:
+//! a block found there is used only if this VM's memory holds the very bytes it was decoded
+//! from, so VMs of one image decode its code once between them.
 
 use super::control;
 use super::decode::{fault_op, translate};
 use super::machine::Op;
+use super::shared::SharedCode;
 use crate::GuestMemory;
 use denali_abi::boot::PAGE_SIZE;
 use iced_x86::{Code, DecoderError};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 /// Longest block, in instructions.
 const MAX_BLOCK: usize = 64;
-/// Entries of the direct-mapped lookup table (a power of two).
+/// Most entries of the direct-mapped lookup table (a power of two). The table starts at
+/// `FIRST_FAST_SLOTS` and grows fourfold whenever the blocks outnumber half its entries, so a
+/// VM that runs little code (an idle VM of a fleet) keeps a table of a few hundred bytes.
 const FAST_SLOTS: usize = 4096;
+const FIRST_FAST_SLOTS: usize = 64;
 /// Most pre-decoded instructions one cache holds. A guest that jumps to ever new addresses
 /// would otherwise grow the cache without bound at the host's expense; when an insertion would
 /// pass this, the whole cache is dropped and refills from what runs next.
@@ -44,16 +53,18 @@ impl Hasher for AddrHasher {
     }
 }
 
-type AddrMap<V> = HashMap<u32, V, BuildHasherDefault<AddrHasher>>;
+pub(crate) type AddrMap<V> = HashMap<u32, V, BuildHasherDefault<AddrHasher>>;
 
+#[derive(Clone)]
 pub(crate) struct Block {
-    pub ops: Box<[Op]>,
+    /// Shared with other VMs' caches when it came from a [`SharedCode`].
+    pub ops: Arc<[Op]>,
     /// Where execution continues after the last op when it falls through.
     pub end: u32,
 }
 
-/// `Default` leaves the fast table empty: it is allocated on the first miss, so a fleet of
-/// VMs that barely run does not pay 32 KiB each for it.
+/// `Default` leaves the fast table empty: it is allocated on the first miss and grows with
+/// the code the VM runs, so a fleet of VMs that barely run pays little for it.
 #[derive(Default)]
 pub(crate) struct Cache {
     blocks: Vec<Option<Block>>,
@@ -63,34 +74,57 @@ pub(crate) struct Cache {
     by_page: AddrMap<Vec<u32>>,
     /// Pre-decoded instructions in live blocks.
     ops: usize,
+    /// Blocks decoded by other VMs, if this cache takes part in sharing.
+    shared: Option<Arc<SharedCode>>,
 }
 
 #[inline(always)]
-fn fast_index(eip: u32) -> usize {
-    ((eip ^ (eip >> 12)) as usize) & (FAST_SLOTS - 1)
+fn fast_index(eip: u32, slots: usize) -> usize {
+    ((eip ^ (eip >> 12)) as usize) & (slots.max(1) - 1)
 }
 
 impl Cache {
+    /// A cache that takes blocks from, and gives its own to, `shared`.
+    pub fn sharing(shared: Arc<SharedCode>) -> Cache {
+        Cache { shared: Some(shared), ..Cache::default() }
+    }
+
     /// The slot of the block starting at `eip`, decoding it if needed.
     #[inline]
     pub fn lookup(&mut self, eip: u32, mem: &mut GuestMemory) -> u32 {
-        let fi = fast_index(eip);
+        let fi = fast_index(eip, self.fast.len());
         if let Some(&(key, slot)) = self.fast.get(fi)
             && key == eip
         {
             return slot;
         }
+        self.lookup_slow(eip, mem)
+    }
+
+    #[inline(never)]
+    fn lookup_slow(&mut self, eip: u32, mem: &mut GuestMemory) -> u32 {
         let slot = match self.map.get(&eip) {
             Some(s) => *s,
             None => self.insert(eip, mem),
         };
-        if self.fast.is_empty() {
-            self.fast = vec![(EMPTY, 0); FAST_SLOTS].into_boxed_slice();
+        if self.fast.len() < FAST_SLOTS && self.map.len() * 2 > self.fast.len() {
+            self.grow_fast();
         }
+        let fi = fast_index(eip, self.fast.len());
         if let Some(entry) = self.fast.get_mut(fi) {
             *entry = (eip, slot);
         }
         slot
+    }
+
+    /// Makes the fast table four times larger (or allocates it) and refills it from the map.
+    fn grow_fast(&mut self) {
+        let slots = (self.fast.len() * 4).clamp(FIRST_FAST_SLOTS, FAST_SLOTS);
+        let mut fast = vec![(EMPTY, 0); slots].into_boxed_slice();
+        for (&eip, &slot) in &self.map {
+            fast[fast_index(eip, slots)] = (eip, slot);
+        }
+        self.fast = fast;
     }
 
     #[inline(always)]
@@ -102,7 +136,17 @@ impl Cache {
     }
 
     fn insert(&mut self, eip: u32, mem: &mut GuestMemory) -> u32 {
-        let (block, last_byte) = decode_block(eip, mem);
+        let found = self.shared.as_ref().and_then(|shared| shared.find(eip, mem));
+        let (block, last_byte) = match found {
+            Some(found) => found,
+            None => {
+                let (block, last_byte, shareable) = decode_block(eip, mem);
+                if shareable && let Some(shared) = &self.shared {
+                    shared.offer(eip, last_byte, &block, mem);
+                }
+                (block, last_byte)
+            }
+        };
         if self.ops + block.ops.len() > MAX_CACHED_OPS {
             self.flush();
         }
@@ -139,7 +183,8 @@ impl Cache {
                         self.ops -= block.ops.len();
                     }
                     self.free.push(slot);
-                    if let Some(entry) = self.fast.get_mut(fast_index(eip))
+                    let fi = fast_index(eip, self.fast.len());
+                    if let Some(entry) = self.fast.get_mut(fi)
                         && entry.0 == eip
                     {
                         *entry = (EMPTY, 0);
@@ -169,19 +214,23 @@ impl Cache {
 }
 
 /// Decodes the block at `start`, which lies inside memory. Returns it with the address of the
-/// last byte its decoding depended on.
-fn decode_block(start: u32, mem: &GuestMemory) -> (Block, u32) {
+/// last byte its decoding depended on, and whether it depended on nothing else: false when
+/// the end of memory cut a fetch short, so the same bytes in a larger memory decode otherwise.
+fn decode_block(start: u32, mem: &GuestMemory) -> (Block, u32, bool) {
     let mut ops = Vec::new();
     let mut ip = start;
     let mut last_byte = start;
+    let mut bytes_only = true;
     loop {
         let window = match mem.fetch_window(ip, 15) {
             Ok(w) => w,
             Err(e) => {
                 ops.push(fault_op(ip, 0, control::fetch_fault, e.0));
+                bytes_only = false;
                 break;
             }
         };
+        bytes_only &= window.len() == 15;
         #[allow(clippy::cast_possible_truncation, reason = "at most 15")]
         let wlen = window.len() as u32;
         let mut decoder = denali_isa::validate::decoder(window, ip);
@@ -215,7 +264,7 @@ fn decode_block(start: u32, mem: &GuestMemory) -> (Block, u32) {
         }
     }
     let end = ops.last().map_or(start, |o| o.next);
-    (Block { ops: ops.into_boxed_slice(), end }, last_byte)
+    (Block { ops: ops.into(), end }, last_byte, bytes_only)
 }
 
 #[cfg(test)]

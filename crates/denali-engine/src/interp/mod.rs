@@ -12,13 +12,17 @@ mod decode;
 mod flags;
 mod machine;
 mod muldiv;
+mod shared;
 mod shift;
 mod stack;
 mod string;
 
 pub use decode::handles;
+pub use shared::SharedCode;
 
 use crate::{Cpu, Engine, Exception, ExceptionKind, Exit, GuestMemory};
+use std::sync::Arc;
+
 use cache::Cache;
 use machine::{Flow, Machine, Op, Trap};
 
@@ -31,6 +35,12 @@ pub struct Interpreter {
 impl Interpreter {
     pub fn new() -> Interpreter {
         Interpreter::default()
+    }
+
+    /// An interpreter that reuses blocks other interpreters of `shared` decoded (where its
+    /// memory holds the same bytes) and offers its own: for the many VMs of one image.
+    pub fn sharing(shared: Arc<SharedCode>) -> Interpreter {
+        Interpreter { cache: Cache::sharing(shared) }
     }
 
     /// Pre-decoded instructions in the block cache: host memory the guest's code costs.
@@ -52,7 +62,7 @@ impl Interpreter {
             }
             let slot = self.cache.lookup(m.eip, m.mem);
             let block = self.cache.block(slot);
-            for op in &block.ops {
+            for op in block.ops.iter() {
                 if m.left == 0 {
                     m.eip = op.eip;
                     return Exit::BudgetExhausted;

@@ -3,10 +3,9 @@
 
 #![allow(dead_code, reason = "each test file uses a different part")]
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use denali_engine::{Cpu, Engine, Exit, GuestMemory};
 
@@ -98,17 +97,17 @@ impl Elf {
 
 /// A console sink whose bytes the test reads after the VM has written them.
 #[derive(Clone, Default)]
-pub struct Output(pub Rc<RefCell<Vec<u8>>>);
+pub struct Output(pub Arc<Mutex<Vec<u8>>>);
 
 impl Output {
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.borrow()).into_owned()
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
 
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(buf);
+        self.0.lock().unwrap().extend_from_slice(buf);
         Ok(buf.len())
     }
 
@@ -117,7 +116,7 @@ impl Write for Output {
     }
 }
 
-pub type Step = Box<dyn FnMut(&mut Cpu, &mut GuestMemory, u64) -> Exit>;
+pub type Step = Box<dyn FnMut(&mut Cpu, &mut GuestMemory, u64) -> Exit + Send>;
 
 /// An engine that plays back a script: each `run` call performs the next step, which edits the
 /// CPU and memory as the guest code would have and returns the exit. When the script is used up
@@ -125,18 +124,18 @@ pub type Step = Box<dyn FnMut(&mut Cpu, &mut GuestMemory, u64) -> Exit>;
 /// budget of every call.
 pub struct Scripted {
     steps: VecDeque<Step>,
-    pub budgets: Rc<RefCell<Vec<u64>>>,
+    pub budgets: Arc<Mutex<Vec<u64>>>,
 }
 
 impl Scripted {
     pub fn new(steps: Vec<Step>) -> Scripted {
-        Scripted { steps: steps.into(), budgets: Rc::default() }
+        Scripted { steps: steps.into(), budgets: Arc::default() }
     }
 }
 
 impl Engine for Scripted {
     fn run(&mut self, cpu: &mut Cpu, memory: &mut GuestMemory, budget: u64) -> Exit {
-        self.budgets.borrow_mut().push(budget);
+        self.budgets.lock().unwrap().push(budget);
         match self.steps.pop_front() {
             Some(mut step) => step(cpu, memory, budget),
             None => Exit::Terminate { status: 0xDEAD, len: 2 },

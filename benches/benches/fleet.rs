@@ -1,0 +1,69 @@
+//! What a fleet costs per VM: booting a VM from an image already loaded, and switching
+//! between VMs.
+//!
+//! - `boot/from_boot_image`: `Vm::from_boot_image` for the `idle` example in 64 KiB (the
+//!   `denali fleet` path: memory is a copy-on-write view of the laid-out image), drop excluded;
+//!   `boot/new` is `Vm::new` from the parsed image (map, copy, check) for comparison.
+//! - `switch/quantum_1`: 1,000 VMs that each loop on `jmp $` run round-robin on one worker
+//!   with a quantum of one instruction; one element is one quantum, so the time per element is
+//!   a VM switch plus one guest instruction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use denali_engine::Interpreter;
+use denali_fleet::{Fleet, FleetConfig, VmSpec};
+use denali_kernel::{BootImage, Image, Vm, VmConfig};
+
+const MEM: u32 = 64 << 10;
+
+fn idle_image() -> Image {
+    let idle = denali_examples::find("idle").expect("idle is bundled");
+    Image::from_elf(idle.elf).expect("bundled example is a valid image")
+}
+
+fn boot(c: &mut Criterion) {
+    let image = idle_image();
+    let boot_image = BootImage::new(&image, MEM).expect("idle fits 64 KiB");
+    let mut group = c.benchmark_group("boot");
+    group.warm_up_time(Duration::from_millis(200)).measurement_time(Duration::from_secs(3));
+    group.bench_function("from_boot_image", |b| {
+        b.iter_with_large_drop(|| {
+            Vm::from_boot_image(&boot_image, 1, Box::new(Interpreter::new()), Box::new(std::io::sink())).unwrap()
+        });
+    });
+    group.bench_function("new", |b| {
+        b.iter_with_large_drop(|| {
+            let config = VmConfig { mem_size: MEM, vm_id: 1 };
+            Vm::new(&image, config, Box::new(Interpreter::new()), Box::new(std::io::sink())).unwrap()
+        });
+    });
+    group.finish();
+}
+
+fn switch(c: &mut Criterion) {
+    // 0x1000: jmp $ (EB FE).
+    let spin = Arc::new(Image::flat(&[0xEB, 0xFE], 0x1000, None).unwrap());
+    let vms = 1000;
+    let quanta = 2_000_000;
+    let specs = vec![VmSpec { image: spin, mem_size: MEM }; vms];
+    let mut group = c.benchmark_group("switch");
+    group.sample_size(10).warm_up_time(Duration::from_millis(200)).measurement_time(Duration::from_secs(10));
+    group.throughput(Throughput::Elements(quanta));
+    group.bench_function("quantum_1", |b| {
+        b.iter(|| {
+            let mut config = FleetConfig::new();
+            config.threads = 1;
+            config.quantum = 1;
+            config.instruction_limit = Some(quanta);
+            let report = Fleet::new(config).run(&specs);
+            assert!(report.quanta >= quanta);
+            report
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, boot, switch);
+criterion_main!(benches);
