@@ -1,8 +1,8 @@
-//! A fleet run: queues every VM at the gatekeeper, starts the worker threads, routes each
-//! admitted VM to the least-loaded worker and gathers the report when every VM has ended or
-//! the instruction limit stopped the fleet.
+//! A fleet run: queues every VM at the gatekeeper, starts the worker threads, hands admitted
+//! VMs to the scheduler they share and gathers the report when every VM has ended or the
+//! instruction limit stopped the fleet.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use denali_kernel::{BootImage, HostClock, VmError};
 use crate::config::{FleetConfig, VmSpec};
 use crate::gatekeeper::{Admission, Gatekeeper};
 use crate::report::{FleetReport, VmEnd, VmReport};
-use crate::worker::{self, Mailbox, WorkerTotals};
+use crate::worker::{self, Hub, WorkerTotals};
 
 /// Live counts another thread may read while the fleet runs (for a progress display).
 #[derive(Debug, Default)]
@@ -47,9 +47,8 @@ pub(crate) struct Shared<'a> {
     pub config: &'a FleetConfig,
     pub counters: &'a FleetCounters,
     pub clock: Arc<HostClock>,
-    pub mailboxes: Vec<Arc<Mailbox>>,
-    /// Live VMs per worker, counting those routed but not yet booted.
-    pub loads: Vec<AtomicUsize>,
+    /// The scheduler every worker serves.
+    pub hub: Arc<Hub>,
     gate: Mutex<Gate>,
     /// Guest instructions retired by the whole fleet.
     pub retired: AtomicU64,
@@ -62,26 +61,33 @@ impl Shared<'_> {
         self.gate.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Admits what fits and routes each admitted VM to the least-loaded worker.
+    /// Admits what fits and queues the admitted VMs for booting.
     pub fn admit(&self) {
         let mut gate = self.gate();
-        for decision in gate.keeper.admit() {
-            match decision {
-                Admission::Admit(index) => {
-                    let seq = gate.next_seq;
-                    gate.next_seq += 1;
-                    let worker =
-                        (0..self.loads.len()).min_by_key(|&w| self.loads[w].load(Ordering::Relaxed)).unwrap_or(0);
-                    self.loads[worker].fetch_add(1, Ordering::Relaxed);
-                    if let Some(mailbox) = self.mailboxes.get(worker) {
-                        mailbox.admit(index, seq);
+        let decisions = gate.keeper.admit();
+        if decisions.is_empty() {
+            return;
+        }
+        let mut refused = 0;
+        {
+            let mut sched = self.hub.lock();
+            for decision in decisions {
+                match decision {
+                    Admission::Admit(index) => {
+                        sched.admit(index, gate.next_seq);
+                        gate.next_seq += 1;
+                    }
+                    Admission::Refuse(index) => {
+                        gate.refused.push(index);
+                        refused += 1;
                     }
                 }
-                Admission::Refuse(index) => {
-                    gate.refused.push(index);
-                    self.vm_ended();
-                }
             }
+        }
+        drop(gate);
+        self.hub.ready.notify_all();
+        for _ in 0..refused {
+            self.vm_ended();
         }
     }
 
@@ -116,9 +122,7 @@ impl Shared<'_> {
 
     pub fn finish(&self) {
         self.done.store(true, Ordering::SeqCst);
-        for mailbox in &self.mailboxes {
-            mailbox.notify();
-        }
+        self.hub.notify_all();
     }
 }
 
@@ -175,24 +179,25 @@ impl Fleet {
             config: &self.config,
             counters: &self.counters,
             clock: Arc::new(HostClock::new()),
-            mailboxes: (0..threads).map(|_| Arc::new(Mailbox::default())).collect(),
-            loads: (0..threads).map(|_| AtomicUsize::new(0)).collect(),
+            hub: Arc::new(Hub::default()),
             gate: Mutex::new(Gate { keeper, next_seq: 0, refused: Vec::new() }),
             retired: AtomicU64::new(0),
             done: AtomicBool::new(false),
         };
         shared.admit();
-        let results: Vec<(Vec<VmReport>, WorkerTotals)> = std::thread::scope(|scope| {
+        let mut results: Vec<(Vec<VmReport>, WorkerTotals)> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads)
-                .map(|w| {
+                .map(|_| {
                     scope.spawn({
                         let shared = &shared;
-                        move || worker::run(shared, w)
+                        move || worker::run(shared)
                     })
                 })
                 .collect();
             handles.into_iter().filter_map(|h| h.join().ok()).collect()
         });
+        // VMs alive or admitted when the fleet stopped.
+        results.push((shared.hub.lock().drain(), WorkerTotals::default()));
         let mut vms: Vec<Option<VmReport>> = vec![None; specs.len()];
         let mut report = FleetReport::default();
         for (reports, totals) in results {

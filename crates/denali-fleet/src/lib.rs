@@ -3,13 +3,16 @@
 //!
 //! Map: [`gatekeeper`] admits VMs in FIFO order under a memory budget; [`config`] says how a
 //! fleet runs (threads, quantum, interrupt mode, engine and console factories); [`worker`]
-//! is one scheduler thread: a round-robin run queue, a heap of idle deadlines and a mailbox
-//! for admissions and wake-ups; [`fleet`] starts the workers and gathers the [`report`].
+//! is the scheduler the worker threads share: one round-robin run queue, one heap of idle
+//! deadlines and the table of VMs, behind one lock; [`fleet`] lays out each image once,
+//! starts the workers and gathers the [`report`].
 //!
-//! Invariants: each VM lives on exactly one worker thread from boot to end (it is built there,
-//! so it need not be `Send`); an idle VM sits in its worker's deadline heap and is never run
-//! or polled until its deadline passes or its doorbell rings; a VM that faults is dropped and
-//! reported while every other VM continues; nothing a guest does panics the fleet.
+//! Invariants: a VM runs on one worker thread at a time, on whichever is free (VMs are
+//! `Send`), so busy VMs get equal shares whatever the thread count; an idle VM sits in the
+//! deadline heap and is never run or polled until its deadline passes or its doorbell rings;
+//! a VM is dropped outside the scheduler's lock; a VM that faults is dropped and reported
+//! while every other VM continues; a fleet whose live VMs all idle with nothing left to wake
+//! them ends them as deadlocked instead of hanging; nothing a guest does panics the fleet.
 
 pub mod config;
 pub mod fleet;

@@ -18,6 +18,10 @@ pub enum VmEnd {
     HostError(String),
     /// The fleet stopped (its instruction limit) while the VM was alive.
     Stopped,
+    /// The VM idled with no timeout and no timer while nothing else in the fleet could wake
+    /// it: every live VM idled so, none ran and no wake-up was pending. Ended rather than
+    /// left to hang.
+    Deadlocked,
     /// The gatekeeper never admitted the VM: it needs more memory than the whole budget, or
     /// the fleet stopped first.
     NotAdmitted,

@@ -323,10 +323,13 @@ impl Vm {
                 return Ok(Quantum::Ran);
             }
             let remaining = end - self.cpu.instructions;
+            // One clock read serves the poll and TIME_US: reading the host clock is a large
+            // part of a VM switch.
+            let now = self.now_us();
             if self.poll_due || self.cpu.instructions.saturating_sub(self.polled_at) >= SLICE {
-                self.poll_devices();
+                self.poll_devices_at(now);
             }
-            self.refresh_time();
+            vregs::set_time(&mut self.memory, now);
             if let Err(OutOfBounds(stack_addr)) = delivery::deliver_interrupts(&mut self.cpu, &mut self.memory) {
                 return Ok(Quantum::Stopped(self.fault(FaultCause::InterruptFrame { stack_addr })));
             }
@@ -430,9 +433,14 @@ impl Vm {
 
     /// Polls the devices and raises the interrupts they report.
     fn poll_devices(&mut self) {
+        let now = self.now_us();
+        self.poll_devices_at(now);
+    }
+
+    /// Polls the devices as of `now` (microseconds since boot).
+    fn poll_devices_at(&mut self, now: u64) {
         self.poll_due = false;
         self.polled_at = self.cpu.instructions;
-        let now = self.now_us();
         let mask = self.devices.poll(&mut self.memory, now);
         if mask != 0 {
             self.raise_interrupts(mask);

@@ -61,12 +61,16 @@ pub fn fleet(args: &FleetArgs) -> Result<u8, Failure> {
             VmEnd::Fault(fault) => eprintln!("denali: vm {}: {fault}", vm.id),
             VmEnd::BootFailed(why) => eprintln!("denali: vm {}: cannot boot: {why}", vm.id),
             VmEnd::HostError(why) => eprintln!("denali: vm {}: {why}", vm.id),
+            VmEnd::Deadlocked => eprintln!(
+                "denali: vm {}: idles forever: no timeout, no timer, and no VM left running that could wake it",
+                vm.id
+            ),
             _ => {}
         }
     }
     let summary = if args.json { json(&report) } else { human(&report) };
     println!("{summary}");
-    let failed = report.vms.iter().any(|v| matches!(v.end, VmEnd::Fault(_) | VmEnd::BootFailed(_)));
+    let failed = report.vms.iter().any(|v| matches!(v.end, VmEnd::Fault(_) | VmEnd::BootFailed(_) | VmEnd::Deadlocked));
     let host = report.vms.iter().any(|v| matches!(v.end, VmEnd::HostError(_)));
     Ok(if failed {
         EXIT_FAULT
