@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use denali_kernel::{BootImage, HostClock, VmError};
+use denali_kernel::{BootImage, VmError};
 
+use crate::clock::FleetClock;
 use crate::config::{FleetConfig, VmSpec};
 use crate::gatekeeper::{Admission, Gatekeeper};
 use crate::report::{FleetReport, VmEnd, VmReport};
@@ -46,7 +47,7 @@ pub(crate) struct Shared<'a> {
     pub boot_images: Vec<SharedBoot>,
     pub config: &'a FleetConfig,
     pub counters: &'a FleetCounters,
-    pub clock: Arc<HostClock>,
+    pub clock: Arc<FleetClock>,
     /// The scheduler every worker serves.
     pub hub: Arc<Hub>,
     gate: Mutex<Gate>,
@@ -178,7 +179,7 @@ impl Fleet {
             boot_images: boot_images(specs),
             config: &self.config,
             counters: &self.counters,
-            clock: Arc::new(HostClock::new()),
+            clock: Arc::new(FleetClock::new()),
             hub: Arc::new(Hub::default()),
             gate: Mutex::new(Gate { keeper, next_seq: 0, refused: Vec::new() }),
             retired: AtomicU64::new(0),

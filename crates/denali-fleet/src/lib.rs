@@ -14,6 +14,7 @@
 //! while every other VM continues; a fleet whose live VMs all idle with nothing left to wake
 //! them ends them as deadlocked instead of hanging; nothing a guest does panics the fleet.
 
+mod clock;
 pub mod config;
 pub mod fleet;
 pub mod gatekeeper;

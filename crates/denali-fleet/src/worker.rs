@@ -284,7 +284,9 @@ impl Worker<'_, '_> {
                 Task::Run(slot, mut vm, started) => {
                     self.booted_since_run = 0;
                     let before = vm.cpu().instructions;
+                    self.shared.clock.hand(Some(started));
                     let filed = self.run_quantum(&mut vm);
+                    self.shared.clock.hand(None);
                     let retired = vm.cpu().instructions - before;
                     last = Some(Ran { slot, vm, filed, started, retired });
                 }
@@ -308,7 +310,7 @@ impl Worker<'_, '_> {
         let mut sched = self.lock();
         // One clock read per switch ends the last quantum, expires timers and starts the next
         // quantum: reading the host clock is a large part of a switch.
-        let mut now = shared.clock.now();
+        let mut now = shared.clock.read();
         if let Some(ran) = last {
             sched.in_flight -= 1;
             ended = file(&mut sched, ran, now, shared.done.load(Ordering::SeqCst));
@@ -320,7 +322,7 @@ impl Worker<'_, '_> {
             drop(vm);
             self.retire(report, mem, true);
             sched = self.lock();
-            now = shared.clock.now();
+            now = shared.clock.read();
         }
         let mut waited = Duration::ZERO;
         loop {
@@ -341,7 +343,7 @@ impl Worker<'_, '_> {
                 return (Task::Run(slot, vm, now), waited);
             }
             if !sched.woken.is_empty() {
-                now = shared.clock.now();
+                now = shared.clock.read();
                 continue;
             }
             let deadline = sched.timers.peek().map(|Reverse((at, _, _))| *at);
@@ -355,7 +357,7 @@ impl Worker<'_, '_> {
             }
             let timeout = deadline.map(|at| at.saturating_sub(now));
             if timeout == Some(Duration::ZERO) {
-                now = shared.clock.now();
+                now = shared.clock.read();
                 continue;
             }
             // Spurious or early returns are harmless: the loop re-checks everything.
@@ -365,7 +367,7 @@ impl Worker<'_, '_> {
                 None => hub.ready.wait(sched).unwrap_or_else(PoisonError::into_inner),
             };
             waited += started.elapsed();
-            now = shared.clock.now();
+            now = shared.clock.read();
         }
     }
 
@@ -373,26 +375,28 @@ impl Worker<'_, '_> {
     fn boot(&mut self, batch: Vec<(usize, u64)>) {
         let shared = self.shared;
         let mut booted = Vec::with_capacity(batch.len());
+        let mut failed = Vec::new();
+        // One pair of clock reads per batch: the boot figure is the batch's time per VM.
+        let started = Instant::now();
         for (index, seq) in batch {
-            let started = Instant::now();
-            let result = self.build(index);
-            self.totals.boot_time += started.elapsed();
-            match result {
+            match self.build(index) {
                 Ok(vm) => booted.push((index, seq, vm)),
-                Err(message) => {
-                    let mem = shared.specs.get(index).map_or(0, |s| u64::from(s.mem_size));
-                    let report = VmReport {
-                        id: u32::try_from(index).unwrap_or(u32::MAX),
-                        end: VmEnd::BootFailed(message),
-                        instructions: 0,
-                        cpu_time: Duration::ZERO,
-                        quanta: 0,
-                        admitted: Some(seq),
-                    };
-                    self.lock().in_flight -= 1;
-                    self.retire(report, mem, false);
-                }
+                Err(message) => failed.push((index, seq, message)),
             }
+        }
+        self.totals.boot_time += started.elapsed();
+        for (index, seq, message) in failed {
+            let mem = shared.specs.get(index).map_or(0, |s| u64::from(s.mem_size));
+            let report = VmReport {
+                id: u32::try_from(index).unwrap_or(u32::MAX),
+                end: VmEnd::BootFailed(message),
+                instructions: 0,
+                cpu_time: Duration::ZERO,
+                quanta: 0,
+                admitted: Some(seq),
+            };
+            self.lock().in_flight -= 1;
+            self.retire(report, mem, false);
         }
         self.booted_since_run += booted.len();
         let count = booted.len() as u64;
