@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use denali_kernel::{Clock, Outcome, Quantum, SLICE, Vm, VmError};
+use denali_kernel::{Outcome, Quantum, SLICE, Vm, VmError};
 
 use crate::config::InterruptMode;
 use crate::fleet::Shared;
