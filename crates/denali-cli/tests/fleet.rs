@@ -47,3 +47,31 @@ fn a_faulting_fleet_exits_125_and_reports_each_fault() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("vm 0:") && stderr.contains("vm 1:"), "{stderr}");
 }
+
+#[test]
+fn a_fleet_that_can_only_idle_forever_ends_with_a_message_and_125() {
+    // mov dword [IRQ_ENABLE = 0x1c], 1; mov eax, 0xFFFFFFFF (no timeout); hlt; int 0xd0
+    let code =
+        [0xC7, 0x05, 0x1C, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0xB8, 0xFF, 0xFF, 0xFF, 0xFF, 0xF4, 0xCD, 0xD0];
+    let dir = temp_dir("idle-forever");
+    let image = dir.join("waiter.bin");
+    std::fs::write(&image, code).unwrap();
+    let output = denali(&[
+        "fleet",
+        "--flat",
+        image.to_str().unwrap(),
+        "--load",
+        "0x1000",
+        "--count",
+        "3",
+        "--mem",
+        "64K",
+        "--console",
+        "none",
+    ]);
+    assert_eq!(output.status.code(), Some(125), "{}", stderr(&output));
+    let stderr = stderr(&output);
+    for id in 0..3 {
+        assert!(stderr.contains(&format!("vm {id}: idles forever")), "{stderr}");
+    }
+}
