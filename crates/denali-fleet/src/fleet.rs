@@ -198,7 +198,9 @@ impl Fleet {
             handles.into_iter().filter_map(|h| h.join().ok()).collect()
         });
         // VMs alive or admitted when the fleet stopped.
-        results.push((shared.hub.lock().drain(), WorkerTotals::default()));
+        // Taken out of the lock first: dropping VMs detaches their NICs from the switch.
+        let mut left = std::mem::take(&mut *shared.hub.lock());
+        results.push((left.drain(), WorkerTotals::default()));
         let mut vms: Vec<Option<VmReport>> = vec![None; specs.len()];
         let mut report = FleetReport::default();
         for (reports, totals) in results {

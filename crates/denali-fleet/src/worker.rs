@@ -166,19 +166,22 @@ impl Sched {
         if self.round_left == 0 {
             self.round_left = self.runnable();
         }
-        let (slot, from_ready) = match self.woken_first.pop_front() {
-            Some(slot) => (slot, false),
-            None => (self.ready.pop_front()?, true),
-        };
-        self.round_left = self.round_left.saturating_sub(1);
-        // Every queued slot holds its VM: it is taken out only here.
-        let s = self.slots.get_mut(slot)?.as_mut()?;
-        if from_ready {
-            self.min_vtime = s.vtime;
+        loop {
+            let (slot, from_ready) = match self.woken_first.pop_front() {
+                Some(slot) => (slot, false),
+                None => (self.ready.pop_front()?, true),
+            };
+            self.round_left = self.round_left.saturating_sub(1);
+            // Every queued slot holds its VM (it is taken out only here); skip one that does
+            // not rather than lose the rest of the queue.
+            let Some(s) = self.slots.get_mut(slot).and_then(Option::as_mut) else { continue };
+            if from_ready {
+                self.min_vtime = s.vtime;
+            }
+            let Some(vm) = s.vm.take() else { continue };
+            self.in_flight += 1;
+            return Some((slot, vm));
         }
-        let vm = s.vm.take()?;
-        self.in_flight += 1;
-        Some((slot, vm))
     }
 
     /// Every VM still in the table, and every admitted VM not booted: the fleet has stopped.
