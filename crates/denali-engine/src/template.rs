@@ -8,10 +8,12 @@
 //! so engines that access memory directly at `GuestMemory::host_base` work unchanged.
 //!
 //! Linux caps the mappings of a process (`vm.max_map_count`, 65530 by default), and file
-//! mappings of the same offsets never merge with their neighbours, so at most half the cap of
-//! VMs share a template at once. The VMs past that, and every VM when the file cannot be made,
-//! get anonymous memory with the template's non-zero pages copied in: the same contents, no
-//! sharing, and no mapping of their own (adjacent anonymous mappings merge).
+//! mappings of the same offsets never merge with their neighbours, so at most a quarter of the
+//! cap of VMs share a template at once. The VMs past that, and every VM when the file cannot be
+//! made, get anonymous memory with the template's non-zero pages copied in: the same contents,
+//! no sharing, and usually no mapping of their own (adjacent anonymous mappings merge; one
+//! between two file mappings cannot, hence a quarter: each sharing VM may isolate one copying
+//! VM, and half the cap stays for everything else).
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
@@ -134,8 +136,8 @@ impl Drop for CowLease {
     }
 }
 
-/// How many copy-on-write mappings the process may hold: half of Linux's per-process mapping
-/// cap, leaving the rest to the allocator, thread stacks, JIT arenas and the copying VMs.
+/// How many copy-on-write mappings the process may hold: a quarter of Linux's per-process
+/// mapping cap (see the module comment).
 fn cow_mapping_budget() -> usize {
     static BUDGET: OnceLock<usize> = OnceLock::new();
     *BUDGET.get_or_init(|| {
@@ -143,7 +145,7 @@ fn cow_mapping_budget() -> usize {
             std::fs::read_to_string("/proc/sys/vm/max_map_count")
                 .ok()
                 .and_then(|s| s.trim().parse::<usize>().ok())
-                .map_or(32_765, |cap| cap / 2)
+                .map_or(16_382, |cap| cap / 4)
         } else {
             usize::MAX
         }
