@@ -17,7 +17,7 @@ pub mod gatekeeper;
 pub mod report;
 mod worker;
 
-pub use config::{ConsoleFactory, EngineFactory, FleetConfig, InterruptMode, VmSpec};
+pub use config::{ConsoleFactory, EngineFactory, FleetConfig, InterruptMode, KeyboardFeed, VmDevices, VmSpec};
 pub use fleet::{Fleet, FleetCounters};
 pub use gatekeeper::Gatekeeper;
 pub use report::{FleetReport, VmEnd, VmReport, peak_rss_bytes};

@@ -217,11 +217,13 @@ impl Worker<'_, '_> {
         let slot = self.free.pop().unwrap_or(self.slots.len());
         let console = (shared.config.console)(id).map_err(|e| format!("cannot open the console: {e}"));
         let vm = console.and_then(|console| {
-            Vm::new(&spec.image, VmConfig { mem_size: spec.mem_size, vm_id: id }, (shared.config.engine)(), console)
-                .map_err(|e| match e {
+            let engine = spec.engine.as_ref().unwrap_or(&shared.config.engine)();
+            Vm::new(&spec.image, VmConfig { mem_size: spec.mem_size, vm_id: id }, engine, console).map_err(
+                |e| match e {
                     VmError::Load(e) => e.to_string(),
                     VmError::Memory(e) => e.to_string(),
-                })
+                },
+            )
         });
         let mut vm = match vm {
             Ok(vm) => vm,
@@ -241,7 +243,7 @@ impl Worker<'_, '_> {
             }
         };
         vm.set_clock(shared.clock.clone());
-        vm.connect_switch(&shared.config.switch);
+        spec.devices.attach(&mut vm, &shared.config.switch);
         let mailbox = Arc::clone(&self.mailbox);
         vm.doorbell().set_waker(Arc::new(move || mailbox.wake(slot)));
         let new = Slot { vm, index, seq, idle: false, generation: 0, cpu_time: Duration::ZERO, quanta: 0 };

@@ -43,7 +43,7 @@ pub fn fleet(args: &FleetArgs) -> Result<u8, Failure> {
     config.console = console_factory(&args.console)?;
     let count = usize::try_from(args.count).map_err(|_| Failure::input("--count is too large for this host"))?;
     let image = Arc::new(source.image);
-    let specs = vec![VmSpec { image, mem_size: args.mem }; count];
+    let specs = vec![VmSpec::new(image, args.mem); count];
     let fleet = Fleet::new(config);
     let progress = (args.progress || io::stderr().is_terminal()).then(|| spawn_progress(&fleet));
     let report = fleet.run(&specs);

@@ -10,9 +10,13 @@
 //! DMA, and the final status is written before DISK is raised. Completing in submission order
 //! is what makes flush a barrier: every earlier write has reached the file when the flush's
 //! `sync_data` runs.
+//!
+//! Opening an image takes an advisory lock on its file for as long as the image lives: shared
+//! for a read-only image, exclusive for a writable one. So a writable disk is attached to one
+//! VM of one process at a time, while any number of VMs and processes share a read-only one.
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -44,6 +48,10 @@ pub enum DiskError {
     Size { path: PathBuf, size: u64 },
     #[error("{}: {blocks} blocks is more than a 32-bit block number can address", path.display())]
     TooLarge { path: PathBuf, blocks: u64 },
+    /// Another open image holds a lock that conflicts: someone writes the file, or reads it
+    /// while this one would write it.
+    #[error("disk {} is in use: another VM or process has it open{}", path.display(), if *read_only { " for writing" } else { "" })]
+    InUse { path: PathBuf, read_only: bool },
 }
 
 /// One virtual disk: a host file.
@@ -60,6 +68,14 @@ impl DiskImage {
     pub fn open(path: &Path, read_only: bool) -> Result<Arc<DiskImage>, DiskError> {
         let open_error = |source| DiskError::Open { path: path.to_owned(), source };
         let file = OpenOptions::new().read(true).write(!read_only).open(path).map_err(open_error)?;
+        let locked = if read_only { file.try_lock_shared() } else { file.try_lock() };
+        match locked {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(DiskError::InUse { path: path.to_owned(), read_only }),
+            // A file system without locks (some network ones) still serves the disk, unguarded.
+            Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => {}
+            Err(TryLockError::Error(e)) => return Err(open_error(e)),
+        }
         let size = file.metadata().map_err(open_error)?.len();
         if size == 0 || size % u64::from(BLOCK_SIZE) != 0 || !file_is_regular(&file) {
             return Err(DiskError::Size { path: path.to_owned(), size });
