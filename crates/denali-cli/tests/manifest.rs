@@ -46,13 +46,16 @@ example = "idle"
 count = 2
 mem = "64K"
 network = false
+engine = "ENGINE"
 
 [[group]]
 example = "disk"
 mem = "1M"
 disks = [{ path = "disks/vm-{id}.img", size = "32K" }]
 "#;
-    let output = fleet(&dir, text, &["--json"]);
+    // A group may have its own engine: the JIT where this host runs it.
+    let engine = if denali_jit::Jit::new().is_some() { "jit" } else { "interp" };
+    let output = fleet(&dir, &text.replace("ENGINE", engine), &["--json"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let summary: serde_json::Value = serde_json::from_str(stdout(&output).trim()).expect("one JSON object");
     assert_eq!(summary["vms_booted"], 6);
@@ -486,4 +489,59 @@ console = "files:out"
     for id in [1, 2] {
         assert_eq!(read(dir.join(format!("out/vm-{id}.txt"))), "scripted");
     }
+}
+
+/// A flat guest that broadcasts one 60-byte frame, idles 20 ms so the switch forwards it, and
+/// terminates with the send's status.
+fn broadcaster(dir: &Path) {
+    use denali_abi::block::buffer;
+    const REQ: u32 = 0x8000;
+    const BUF: u32 = 0x9000;
+    let mut a = CodeAssembler::new(32).unwrap();
+    let mut build = || -> Result<(), IcedError> {
+        a.mov(dword_ptr(BUF), 0xFFFF_FFFFu32)?;
+        a.mov(word_ptr(BUF + 4), 0xFFFFu32)?;
+        a.mov(dword_ptr(REQ + buffer::ADDR), BUF)?;
+        a.mov(dword_ptr(REQ + buffer::LEN), 60u32)?;
+        a.mov(eax, REQ)?;
+        a.mov(edx, u32::from(denali_abi::port::NIC_SEND))?;
+        a.out(dx, eax)?;
+        a.mov(eax, 20_000u32)?;
+        a.hlt()?;
+        a.mov(eax, dword_ptr(REQ + buffer::STATUS))?;
+        a.int(0xd0)
+    };
+    build().unwrap();
+    std::fs::write(dir.join("broadcast.bin"), a.assemble(0x1000).unwrap()).unwrap();
+}
+
+#[test]
+fn groups_off_the_network_send_nothing_through_the_switch() {
+    let dir = temp_dir("network");
+    broadcaster(&dir);
+    let manifest = r#"
+[fleet]
+pcap = "frames.pcap"
+
+[[group]]
+flat = "broadcast.bin"
+load = 0x1000
+mem = "64K"
+count = 3
+
+[[group]]
+flat = "broadcast.bin"
+load = 0x1000
+mem = "64K"
+count = 4
+network = false
+"#;
+    let output = fleet(&dir, manifest, &["--json", "--threads", "1"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let summary: serde_json::Value = serde_json::from_str(stdout(&output).trim()).expect("one JSON object");
+    assert_eq!(summary["vms_completed"], 7);
+    assert_eq!(summary["packets_switched"], 3, "one frame from each networked VM");
+    // A pcap file: a 24-byte header, then per frame a 16-byte record header and the frame.
+    let pcap = std::fs::read(dir.join("frames.pcap")).unwrap();
+    assert_eq!(pcap.len(), 24 + 3 * (16 + 60), "every switched frame is captured");
 }
