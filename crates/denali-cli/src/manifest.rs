@@ -170,7 +170,12 @@ impl Manifest {
         let Some(span) = error.span() else { return Failure::input(format!("{}: {message}", self.name)) };
         match field_at(&self.text, span.start) {
             Some(field) => Failure::input(format!("{}: {message}", self.at(&span, &field))),
-            None => Failure::input(format!("{}: {message}", self.position(span.start))),
+            // Malformed TOML: quote what is there, as the message may not (`duplicate key`).
+            None => {
+                let quoted = self.text.get(span.clone()).and_then(|t| t.lines().next()).unwrap_or("").trim();
+                let near = if quoted.is_empty() || quoted.len() > 40 { String::new() } else { format!(": `{quoted}`") };
+                Failure::input(format!("{}: {message}{near}", self.position(span.start)))
+            }
         }
     }
 

@@ -260,6 +260,13 @@ fn every_manifest_error_names_file_line_and_field() {
             message: "only for a flat image",
         },
         Case { what: "malformed TOML", manifest: "[[group]\nexample = 1\n", line: 1, field: "", message: "" },
+        Case {
+            what: "duplicate key",
+            manifest: "[[group]]\nexample = \"hello\"\ncount = 1\ncount = 2\n",
+            line: 4,
+            field: "",
+            message: "duplicate key: `count`",
+        },
         Case { what: "no groups", manifest: "[fleet]\nthreads = 2\n", line: 1, field: "", message: "no [[group]]" },
     ];
     for case in &cases {
