@@ -124,7 +124,10 @@ impl<'de> Deserialize<'de> for SizeText {
 pub fn load(path: &Path) -> Result<Plan, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::input(format!("{}: cannot read: {}", path.display(), io_reason(&e))))?;
-    let manifest = Manifest { name: path.display().to_string(), dir: base_dir(path), text };
+    parse(Manifest { name: path.display().to_string(), dir: base_dir(path), text })
+}
+
+fn parse(manifest: Manifest) -> Result<Plan, Failure> {
     let file: ManifestFile = toml::from_str(&manifest.text).map_err(|e| manifest.shape_error(&e))?;
     manifest.plan(file)
 }
@@ -148,7 +151,10 @@ struct Manifest {
 impl Manifest {
     /// `FILE:LINE:COLUMN` of a byte offset (both from 1).
     fn position(&self, offset: usize) -> String {
-        let offset = offset.min(self.text.len());
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let before = self.text.get(..offset).unwrap_or("");
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
@@ -478,6 +484,31 @@ mod tests {
         assert_eq!(at("\"b\"").as_deref(), Some("group[1].disks[1].path"));
         assert_eq!(at("true").as_deref(), Some("group[1].disks[1].read_only"));
         assert_eq!(at("read_only").as_deref(), Some("group[1].disks[1].read_only"));
+    }
+
+    /// Damaged manifests give errors, never panics, and every error is placed in the file.
+    #[test]
+    fn damaged_manifests_are_errors() {
+        let valid = include_str!("../../../examples/fleet.toml");
+        let dir = std::env::temp_dir().join(format!("denali-manifest-damage-{}", std::process::id()));
+        let manifest = |text: String| Manifest { name: "m.toml".to_owned(), dir: dir.clone(), text };
+        let mut damaged = 0;
+        for (at, _) in valid.char_indices().step_by(3) {
+            for insert in ["", "\"", "0", "[", "é", "\n", "=", "{id}"] {
+                let mut text = valid.to_owned();
+                if insert.is_empty() {
+                    text.remove(at);
+                } else {
+                    text.insert_str(at, insert);
+                }
+                if let Err(failure) = parse(manifest(text)) {
+                    damaged += 1;
+                    assert!(failure.message.starts_with("m.toml:"), "{}", failure.message);
+                    assert!(!failure.message.contains('\n'), "{}", failure.message);
+                }
+            }
+        }
+        assert!(damaged > 1000, "{damaged} damaged manifests refused");
     }
 
     /// The schema README.md shows is the one the parser takes.
