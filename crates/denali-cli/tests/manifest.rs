@@ -466,6 +466,32 @@ fn stdin_reaches_the_chosen_vm_with_prefixed_lines_and_per_vm_files() {
 }
 
 #[test]
+fn a_keyboard_script_on_the_command_line_reaches_every_vm() {
+    let dir = temp_dir("cli-script");
+    let echo = echo_guest(&dir);
+    let keys = dir.join("keys.txt");
+    std::fs::write(&keys, "for all.").unwrap();
+    let output = denali(&[
+        "fleet",
+        "--flat",
+        echo.to_str().unwrap(),
+        "--load",
+        "0x1000",
+        "--count",
+        "2",
+        "--mem",
+        "64K",
+        "--keyboard-script",
+        keys.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    for id in 0..2 {
+        assert!(text.lines().any(|line| line == format!("[vm {id}] for all")), "{text}");
+    }
+}
+
+#[test]
 fn a_manifest_gives_keyboard_scripts_and_consoles_per_group() {
     let dir = temp_dir("scripts");
     echo_guest(&dir);

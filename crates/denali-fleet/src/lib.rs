@@ -2,7 +2,8 @@
 //! (issue #5, sections 2 to 4).
 //!
 //! Map: [`gatekeeper`] admits VMs in FIFO order under a memory budget; [`config`] says how a
-//! fleet runs (threads, quantum, interrupt mode, engine and console factories); [`worker`]
+//! fleet runs (threads, quantum, interrupt mode, engine and console factories) and what each
+//! VM has (image, memory, its own engine, its devices: disks, keyboard, network); [`worker`]
 //! is one scheduler thread: a round-robin run queue, a heap of idle deadlines and a mailbox
 //! for admissions and wake-ups; [`fleet`] starts the workers and gathers the [`report`].
 //!
