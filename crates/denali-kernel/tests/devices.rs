@@ -223,6 +223,9 @@ fn a_writable_disk_is_open_once_and_a_read_only_one_many_times() {
     assert!(in_use(false), "a writer while readers have it");
     let message = DiskImage::open(&path, false).unwrap_err().to_string();
     assert!(message.contains("is in use") && message.contains("disk.img"), "{message}");
+    std::fs::write(&path, [0x5Au8; 4096]).unwrap();
+    assert!(matches!(DiskImage::create(&path, 1), Err(DiskError::InUse { .. })));
+    assert_eq!(std::fs::read(&path).unwrap(), [0x5Au8; 4096], "a disk in use is not emptied");
     drop(readers);
     assert!(DiskImage::open(&path, false).is_ok(), "free again once every image is dropped");
 }
