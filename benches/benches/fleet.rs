@@ -52,7 +52,7 @@ fn switch(c: &mut Criterion) {
     group.throughput(Throughput::Elements(quanta));
     // 1,000 VMs: each switch finds the next VM's state out of the cache; 10: in it.
     for vms in [1000, 10] {
-        let specs = vec![VmSpec { image: Arc::clone(&spin), mem_size: MEM }; vms];
+        let specs = vec![VmSpec::new(Arc::clone(&spin), MEM); vms];
         group.bench_function(format!("quantum_1_{vms}_vms"), |b| {
             b.iter(|| {
                 let mut config = FleetConfig::new();

@@ -50,16 +50,21 @@ pub enum Command {
     /// times, instructions per second and the geomean time ratio to native (last line).
     #[command(after_long_help = BENCH_HELP)]
     Bench(BenchArgs),
-    /// Runs a fleet of VMs of one image under the scheduler and prints a summary.
+    /// Runs a fleet of VMs (of one image, or as a manifest describes) under the scheduler and prints
+    /// a summary.
     #[command(after_long_help = FLEET_HELP)]
     Fleet(FleetArgs),
 }
 
 const FLEET_HELP: &str = "\
+A manifest (MANIFEST.toml) describes a mixed fleet: groups of VMs with their own image, count,
+memory, engine, disks, keyboard, console and network, and fleet-wide settings. Options given on
+the command line override the manifest's fleet-wide settings. See README.md, section Fleets.
+
 Exit status:
   0  every VM terminated (whatever its status)
   1  an error of the host
-  2  bad usage or bad input
+  2  bad usage or bad input (including a manifest with an error: FILE:LINE:COLUMN: field ...)
   125  a VM faulted or could not boot; the others ran on";
 
 /// Where each fleet VM's console goes.
@@ -97,26 +102,28 @@ pub fn parse_count(text: &str) -> Result<u64, String> {
 
 #[derive(Debug, Args)]
 pub struct FleetArgs {
+    /// The image of every VM, or a fleet manifest (a file whose name ends in `.toml`, see
+    /// README: mixed fleets with disks and network settings).
     #[command(flatten)]
     pub source: ImageArgs,
-    /// How many VMs of the image to run.
+    /// How many VMs of the image to run (not with a manifest).
     #[arg(long, value_name = "N", value_parser = parse_count)]
-    pub count: u64,
-    /// Guest memory of each VM (as for `run`).
-    #[arg(long, value_name = "SIZE", value_parser = parse_mem, default_value = "16M")]
-    pub mem: u32,
+    pub count: Option<u64>,
+    /// Guest memory of each VM (as for `run`; default 16M; not with a manifest).
+    #[arg(long, value_name = "SIZE", value_parser = parse_mem)]
+    pub mem: Option<u32>,
     /// Total guest memory the gatekeeper lets live at once; more VMs wait, in order.
     #[arg(long, value_name = "SIZE", value_parser = parse_budget)]
     pub mem_budget: Option<u64>,
-    /// The execution engine.
-    #[arg(long, value_enum, default_value_t = EngineKind::Interp)]
-    pub engine: EngineKind,
+    /// The execution engine (default interp).
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineKind>,
     /// Worker threads; defaults to the host's core count.
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub threads: Option<u64>,
-    /// Instructions per quantum.
-    #[arg(long, value_name = "N", value_parser = parse_count, default_value_t = 10_000)]
-    pub quantum: u64,
+    /// Instructions per quantum (default 10000).
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub quantum: Option<u64>,
     /// Deliver interrupts synchronously: a woken VM runs at once (the paper's comparison).
     #[arg(long)]
     pub sync_interrupts: bool,
@@ -126,12 +133,27 @@ pub struct FleetArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// Where VM consoles go: prefix (lines on stdout, prefixed with the VM id), files:DIR, none.
-    #[arg(long, value_name = "MODE", value_parser = parse_console, default_value = "prefix")]
-    pub console: ConsoleMode,
+    /// Where VM consoles go: prefix (lines on stdout, prefixed with the VM id; the default),
+    /// files:DIR (DIR/vm-N.txt), none.
+    #[arg(long, value_name = "MODE", value_parser = parse_console)]
+    pub console: Option<ConsoleMode>,
     /// Show boot progress on stderr even when it is not a terminal.
     #[arg(long)]
     pub progress: bool,
+    /// Attach a disk to every VM: FILE[,ro] as for `run`. A read-only disk is shared; a
+    /// writable one needs `{id}` in FILE (replaced by the VM id) when there are several VMs.
+    /// Not with a manifest.
+    #[arg(long, value_name = "FILE[,ro]", value_parser = parse_disk)]
+    pub disk: Vec<DiskSpec>,
+    /// Type the bytes of FILE into every VM's keyboard (not with a manifest).
+    #[arg(long, value_name = "FILE")]
+    pub keyboard_script: Option<PathBuf>,
+    /// Type the host's stdin into the keyboard of VM VM_ID.
+    #[arg(long, value_name = "VM_ID")]
+    pub keyboard_stdin: Option<u32>,
+    /// Write every frame that crosses the fleet's switch to FILE (pcap format).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
 }
 
 /// Parses `--mem-budget`: a size with an optional K, M, G or T suffix.
@@ -171,7 +193,8 @@ pub struct ImageArgs {
 }
 
 /// The execution engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     /// The portable interpreter.
     Interp,

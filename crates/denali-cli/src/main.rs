@@ -8,6 +8,7 @@ mod args;
 mod commands;
 mod dump;
 mod error;
+mod manifest;
 mod source;
 
 use std::process::ExitCode;

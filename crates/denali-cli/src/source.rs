@@ -17,7 +17,8 @@ pub struct Source {
 pub fn load(args: &ImageArgs) -> Result<Source, Failure> {
     if let Some(name) = &args.example {
         let example = denali_examples::find(name).ok_or_else(|| {
-            let known: Vec<&str> = denali_examples::ALL.iter().map(|e| e.name).collect();
+            let known: Vec<&str> =
+                denali_examples::ALL.iter().chain(denali_examples::DEVICES).map(|e| e.name).collect();
             Failure::input(format!("unknown example '{name}' (the examples are: {})", known.join(", ")))
         })?;
         let label = format!("example {name}");

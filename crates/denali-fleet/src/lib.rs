@@ -2,7 +2,8 @@
 //! (issue #5, sections 2 to 4).
 //!
 //! Map: [`gatekeeper`] admits VMs in FIFO order under a memory budget; [`config`] says how a
-//! fleet runs (threads, quantum, interrupt mode, engine and console factories); [`worker`]
+//! fleet runs (threads, quantum, interrupt mode, engine and console factories) and what each
+//! VM has (image, memory, its own engine, its devices: disks, keyboard, network); [`worker`]
 //! is the scheduler the worker threads share: one round-robin run queue, one heap of idle
 //! deadlines and the table of VMs, behind one lock; [`fleet`] lays out each image once,
 //! starts the workers and gathers the [`report`].
@@ -21,7 +22,7 @@ pub mod gatekeeper;
 pub mod report;
 mod worker;
 
-pub use config::{ConsoleFactory, EngineFactory, FleetConfig, InterruptMode, VmSpec};
+pub use config::{ConsoleFactory, EngineFactory, FleetConfig, InterruptMode, KeyboardFeed, VmDevices, VmSpec};
 pub use fleet::{Fleet, FleetCounters};
 pub use gatekeeper::Gatekeeper;
 pub use report::{FleetReport, VmEnd, VmReport, peak_rss_bytes};

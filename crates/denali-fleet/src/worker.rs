@@ -442,12 +442,14 @@ impl Worker<'_, '_> {
         let boot_image = shared.boot_images.get(index).ok_or("no image")?;
         let boot_image = boot_image.as_ref().as_ref().map_err(String::clone)?;
         let console = (shared.config.console)(id).map_err(|e| format!("cannot open the console: {e}"))?;
-        let mut vm = Vm::from_boot_image(boot_image, id, (shared.config.engine)(), console).map_err(|e| match e {
+        let spec = shared.specs.get(index).ok_or("no spec")?;
+        let engine = spec.engine.as_ref().unwrap_or(&shared.config.engine)();
+        let mut vm = Vm::from_boot_image(boot_image, id, engine, console).map_err(|e| match e {
             VmError::Load(e) => e.to_string(),
             VmError::Memory(e) => e.to_string(),
         })?;
         vm.set_clock(shared.clock.clone());
-        vm.connect_switch(&shared.config.switch);
+        spec.devices.attach(&mut vm, &shared.config.switch);
         Ok(Box::new(vm))
     }
 

@@ -44,7 +44,7 @@ fn faulter() -> Arc<Image> {
 }
 
 fn specs(image: &Arc<Image>, count: usize) -> Vec<VmSpec> {
-    vec![VmSpec { image: Arc::clone(image), mem_size: 64 << 10 }; count]
+    vec![VmSpec::new(Arc::clone(image), 64 << 10); count]
 }
 
 #[test]

@@ -212,6 +212,24 @@ fn disk_files_must_be_whole_blocks() {
     assert!(matches!(DiskImage::open(&dir.join("missing"), true), Err(DiskError::Open { .. })));
 }
 
+#[test]
+fn a_writable_disk_is_open_once_and_a_read_only_one_many_times() {
+    let (path, writable) = disk("locks", 1);
+    let in_use = |read_only| matches!(DiskImage::open(&path, read_only), Err(DiskError::InUse { .. }));
+    assert!(in_use(false), "a second writer");
+    assert!(in_use(true), "a reader while a writer has it");
+    drop(writable);
+    let readers = [DiskImage::open(&path, true).unwrap(), DiskImage::open(&path, true).unwrap()];
+    assert!(in_use(false), "a writer while readers have it");
+    let message = DiskImage::open(&path, false).unwrap_err().to_string();
+    assert!(message.contains("is in use") && message.contains("disk.img"), "{message}");
+    std::fs::write(&path, [0x5Au8; 4096]).unwrap();
+    assert!(matches!(DiskImage::create(&path, 1), Err(DiskError::InUse { .. })));
+    assert_eq!(std::fs::read(&path).unwrap(), [0x5Au8; 4096], "a disk in use is not emptied");
+    drop(readers);
+    assert!(DiskImage::open(&path, false).is_ok(), "free again once every image is dropped");
+}
+
 /// The child half of `a_flushed_write_survives_sigkill`: writes block 1, flushes, says so on
 /// stdout, then blocks until killed.
 #[test]

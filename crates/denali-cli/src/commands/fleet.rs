@@ -1,60 +1,54 @@
-//! `denali fleet`: boots COUNT VMs of one image under the fleet scheduler and prints a
-//! summary (for humans, or one JSON object with `--json`).
+//! `denali fleet`: boots a fleet of VMs under the scheduler and prints a summary (for humans,
+//! or one JSON object with `--json`). The fleet is COUNT VMs of one image, or the mixed fleet a
+//! manifest describes (`crate::manifest`); either way it becomes a [`plan::Plan`] first.
 
-use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Write};
+pub mod console;
+pub mod plan;
+
+use std::io::{self, IsTerminal};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use denali_engine::{Engine, Interpreter, SharedCode};
-use denali_fleet::{ConsoleFactory, EngineFactory, Fleet, FleetConfig, FleetReport, InterruptMode, VmEnd, VmSpec};
+use denali_fleet::{Fleet, FleetReport, InterruptMode, VmEnd};
 
 use crate::args::{ConsoleMode, EngineKind, FleetArgs};
-use crate::commands::run::{EXIT_FAULT, NO_JIT};
+use crate::commands::run::EXIT_FAULT;
 use crate::error::Failure;
+use crate::manifest;
 use crate::source::{self, io_reason};
+use plan::{DiskPlan, GroupPlan, Located, Plan};
+
+/// Memory of each VM when neither `--mem` nor the manifest says.
+pub const DEFAULT_MEM: u32 = 16 << 20;
+/// Instructions per quantum when neither `--quantum` nor the manifest says.
+pub const DEFAULT_QUANTUM: u64 = 10_000;
 
 pub fn fleet(args: &FleetArgs) -> Result<u8, Failure> {
-    let source = source::load(&args.source)?;
-    // Every VM would fail to boot the same way: say so once.
-    source.image.check_fits(args.mem).map_err(|e| Failure::input(format!("{}: {e}", source.name)))?;
-    let engine: EngineFactory = match args.engine {
-        EngineKind::Interp => {
-            // The VMs run one image: each block is decoded once for all of them.
-            let code = SharedCode::new();
-            Arc::new(move || Box::new(Interpreter::sharing(Arc::clone(&code))) as Box<dyn Engine>)
+    let plan = match manifest_path(args) {
+        Some(path) => {
+            refuse_group_options(args)?;
+            let mut plan = manifest::load(path)?;
+            override_settings(&mut plan, args);
+            plan
         }
-        EngineKind::Jit => {
-            // Fail before booting anything if this host cannot run the JIT.
-            denali_jit::Jit::new().ok_or_else(|| Failure::host(NO_JIT))?;
-            Arc::new(|| match denali_jit::Jit::new() {
-                Some(jit) => Box::new(jit) as Box<dyn Engine>,
-                None => Box::new(Interpreter::new()),
-            })
-        }
+        None => plan_from_args(args)?,
     };
-    let mut config = FleetConfig::new();
-    if let Some(threads) = args.threads {
-        config.threads = usize::try_from(threads).unwrap_or(usize::MAX);
-    }
-    config.quantum = args.quantum;
-    config.interrupts = if args.sync_interrupts { InterruptMode::Synchronous } else { InterruptMode::Batched };
-    config.mem_budget = args.mem_budget;
-    config.instruction_limit = args.max_instructions;
-    config.engine = engine;
-    config.console = console_factory(&args.console)?;
-    let count = usize::try_from(args.count).map_err(|_| Failure::input("--count is too large for this host"))?;
-    let image = Arc::new(source.image);
-    let specs = vec![VmSpec { image, mem_size: args.mem }; count];
-    let fleet = Fleet::new(config);
+    let built = plan.build()?;
+    let switch = Arc::clone(&built.config.switch);
+    let fleet = Fleet::new(built.config);
     let progress = (args.progress || io::stderr().is_terminal()).then(|| spawn_progress(&fleet));
-    let report = fleet.run(&specs);
+    let report = fleet.run(&built.specs);
     if let Some((stop, handle)) = progress {
         stop.store(true, Ordering::SeqCst);
         let _ = handle.join();
         eprint!("\r\x1b[K");
+    }
+    if let Some(path) = &built.pcap {
+        switch
+            .finish_capture()
+            .map_err(|e| Failure::host(format!("{}: cannot write: {}", path.display(), io_reason(&e))))?;
     }
     for vm in &report.vms {
         match &vm.end {
@@ -81,6 +75,106 @@ pub fn fleet(args: &FleetArgs) -> Result<u8, Failure> {
     })
 }
 
+/// The manifest named by IMAGE, if its name ends in `.toml`.
+fn manifest_path(args: &FleetArgs) -> Option<&Path> {
+    args.source.image.as_deref().filter(|path| path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("toml")))
+}
+
+/// Options that describe the VMs themselves belong in the manifest's groups.
+fn refuse_group_options(args: &FleetArgs) -> Result<(), Failure> {
+    let given = [
+        ("--count", args.count.is_some()),
+        ("--mem", args.mem.is_some()),
+        ("--disk", !args.disk.is_empty()),
+        ("--keyboard-script", args.keyboard_script.is_some()),
+    ];
+    match given.iter().find(|(_, given)| *given) {
+        Some((option, _)) => Err(Failure::input(format!(
+            "{option} cannot be used with a manifest: set it in the manifest's [[group]] tables"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Command-line options override the manifest's fleet-wide settings.
+fn override_settings(plan: &mut Plan, args: &FleetArgs) {
+    if args.threads.is_some() {
+        plan.threads = args.threads;
+    }
+    if let Some(quantum) = args.quantum {
+        plan.quantum = quantum;
+    }
+    if args.sync_interrupts {
+        plan.interrupts = InterruptMode::Synchronous;
+    }
+    if args.mem_budget.is_some() {
+        plan.mem_budget = args.mem_budget;
+    }
+    if args.max_instructions.is_some() {
+        plan.max_instructions = args.max_instructions;
+    }
+    if let Some(engine) = args.engine {
+        plan.engine = engine;
+    }
+    if let Some(console) = &args.console {
+        // The command line's choice is for every VM.
+        plan.console = Located::new(console.clone(), "--console");
+        for group in &mut plan.groups {
+            group.console = None;
+        }
+    }
+    if let Some(pcap) = &args.pcap {
+        plan.pcap = Some(Located::new(pcap.clone(), "--pcap"));
+    }
+    if let Some(id) = args.keyboard_stdin {
+        plan.keyboard_stdin = Some(Located::new(id, "--keyboard-stdin"));
+    }
+}
+
+/// COUNT VMs of the image the options name.
+fn plan_from_args(args: &FleetArgs) -> Result<Plan, Failure> {
+    let count = args.count.ok_or_else(|| Failure::input("--count N is needed (or give a MANIFEST.toml)"))?;
+    let count = u32::try_from(count).map_err(|_| Failure::input("--count is more than 32-bit VM ids can number"))?;
+    let mem = args.mem.unwrap_or(DEFAULT_MEM);
+    let source = source::load(&args.source)?;
+    // Every VM would fail to boot the same way: say so once.
+    source.image.check_fits(mem).map_err(|e| Failure::input(format!("{}: {e}", source.name)))?;
+    let keyboard_script = match &args.keyboard_script {
+        Some(path) => Some(Arc::from(
+            std::fs::read(path)
+                .map_err(|e| Failure::input(format!("{}: cannot read: {}", path.display(), io_reason(&e))))?,
+        )),
+        None => None,
+    };
+    let disks = args
+        .disk
+        .iter()
+        .map(|d| Located::new(DiskPlan { path: d.path.clone(), read_only: d.read_only, create_size: None }, "--disk"))
+        .collect();
+    let group = GroupPlan {
+        image: Arc::new(source.image),
+        count,
+        mem,
+        engine: None,
+        disks,
+        keyboard_script,
+        console: None,
+        network: true,
+    };
+    Ok(Plan {
+        groups: vec![group],
+        threads: args.threads,
+        quantum: args.quantum.unwrap_or(DEFAULT_QUANTUM),
+        interrupts: if args.sync_interrupts { InterruptMode::Synchronous } else { InterruptMode::Batched },
+        mem_budget: args.mem_budget,
+        max_instructions: args.max_instructions,
+        engine: args.engine.unwrap_or(EngineKind::Interp),
+        console: Located::new(args.console.clone().unwrap_or(ConsoleMode::Prefix), "--console"),
+        pcap: args.pcap.clone().map(|p| Located::new(p, "--pcap")),
+        keyboard_stdin: args.keyboard_stdin.map(|id| Located::new(id, "--keyboard-stdin")),
+    })
+}
+
 /// Prints booted/live counts on stderr every 100 ms until told to stop.
 fn spawn_progress(fleet: &Fleet) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
     let counters = fleet.counters();
@@ -100,66 +194,6 @@ fn spawn_progress(fleet: &Fleet) -> (Arc<AtomicBool>, std::thread::JoinHandle<()
         }
     });
     (stop, handle)
-}
-
-fn console_factory(mode: &ConsoleMode) -> Result<ConsoleFactory, Failure> {
-    Ok(match mode {
-        ConsoleMode::None => Arc::new(|_| Ok(Box::new(io::sink()) as Box<dyn Write + Send>)),
-        ConsoleMode::Prefix => Arc::new(|id| Ok(Box::new(Prefixed { id, line: Vec::new() }) as Box<dyn Write + Send>)),
-        ConsoleMode::Files(dir) => {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Failure::input(format!("{}: cannot create: {}", dir.display(), io_reason(&e))))?;
-            let dir = dir.clone();
-            Arc::new(move |id| open(&dir, id))
-        }
-    })
-}
-
-fn open(dir: &Path, id: u32) -> io::Result<Box<dyn Write + Send>> {
-    Ok(Box::new(BufWriter::new(File::create(dir.join(format!("vm-{id}.txt")))?)))
-}
-
-/// A console that writes whole lines to stdout, each prefixed with the VM id, so the output
-/// of many VMs interleaves by line and not by byte.
-struct Prefixed {
-    id: u32,
-    line: Vec<u8>,
-}
-
-impl Prefixed {
-    fn emit(&mut self) -> io::Result<()> {
-        let mut out = format!("[vm {}] ", self.id).into_bytes();
-        out.append(&mut self.line);
-        if out.last() != Some(&b'\n') {
-            out.push(b'\n');
-        }
-        io::stdout().lock().write_all(&out)
-    }
-}
-
-impl Write for Prefixed {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        for &b in bytes {
-            self.line.push(b);
-            if b == b'\n' {
-                self.emit()?;
-            }
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        io::stdout().flush()
-    }
-}
-
-impl Drop for Prefixed {
-    fn drop(&mut self) {
-        // A last line without a newline is still shown when the VM ends.
-        if !self.line.is_empty() {
-            let _ = self.emit();
-        }
-    }
 }
 
 fn per_second(count: u64, wall: Duration) -> f64 {

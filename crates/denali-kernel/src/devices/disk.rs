@@ -10,9 +10,13 @@
 //! DMA, and the final status is written before DISK is raised. Completing in submission order
 //! is what makes flush a barrier: every earlier write has reached the file when the flush's
 //! `sync_data` runs.
+//!
+//! Opening an image takes an advisory lock on its file for as long as the image lives: shared
+//! for a read-only image, exclusive for a writable one. So a writable disk is attached to one
+//! VM of one process at a time, while any number of VMs and processes share a read-only one.
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -44,6 +48,10 @@ pub enum DiskError {
     Size { path: PathBuf, size: u64 },
     #[error("{}: {blocks} blocks is more than a 32-bit block number can address", path.display())]
     TooLarge { path: PathBuf, blocks: u64 },
+    /// Another open image holds a lock that conflicts: someone writes the file, or reads it
+    /// while this one would write it.
+    #[error("disk {} is in use: another VM or process has it open{}", path.display(), if *read_only { " for writing" } else { "" })]
+    InUse { path: PathBuf, read_only: bool },
 }
 
 /// One virtual disk: a host file.
@@ -58,24 +66,36 @@ pub struct DiskImage {
 impl DiskImage {
     /// Opens an existing image; `read_only` opens the file read-only and refuses writes.
     pub fn open(path: &Path, read_only: bool) -> Result<Arc<DiskImage>, DiskError> {
-        let open_error = |source| DiskError::Open { path: path.to_owned(), source };
-        let file = OpenOptions::new().read(true).write(!read_only).open(path).map_err(open_error)?;
-        let size = file.metadata().map_err(open_error)?.len();
-        if size == 0 || size % u64::from(BLOCK_SIZE) != 0 || !file_is_regular(&file) {
+        let file = OpenOptions::new().read(true).write(!read_only).open(path).map_err(open_error(path))?;
+        lock(&file, path, read_only)?;
+        DiskImage::from_locked(file, path, read_only)
+    }
+
+    /// Creates (or empties) an image of `blocks` zero blocks and opens it read-write. A file
+    /// in use elsewhere is refused, never emptied: the lock comes before the truncation.
+    pub fn create(path: &Path, blocks: u32) -> Result<Arc<DiskImage>, DiskError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(open_error(path))?;
+        lock(&file, path, false)?;
+        file.set_len(0)
+            .and_then(|()| file.set_len(u64::from(blocks) * u64::from(BLOCK_SIZE)))
+            .map_err(open_error(path))?;
+        DiskImage::from_locked(file, path, false)
+    }
+
+    fn from_locked(file: File, path: &Path, read_only: bool) -> Result<Arc<DiskImage>, DiskError> {
+        let size = file.metadata().map_err(open_error(path))?.len();
+        if size == 0 || !size.is_multiple_of(u64::from(BLOCK_SIZE)) || !file_is_regular(&file) {
             return Err(DiskError::Size { path: path.to_owned(), size });
         }
         let blocks = size / u64::from(BLOCK_SIZE);
         let blocks = u32::try_from(blocks).map_err(|_| DiskError::TooLarge { path: path.to_owned(), blocks })?;
         Ok(Arc::new(DiskImage { file: Mutex::new(file), blocks, read_only, path: path.to_owned() }))
-    }
-
-    /// Creates (or truncates) an image of `blocks` zero blocks and opens it read-write.
-    pub fn create(path: &Path, blocks: u32) -> Result<Arc<DiskImage>, DiskError> {
-        let file = File::create(path).map_err(|source| DiskError::Open { path: path.to_owned(), source })?;
-        file.set_len(u64::from(blocks) * u64::from(BLOCK_SIZE))
-            .map_err(|source| DiskError::Open { path: path.to_owned(), source })?;
-        drop(file);
-        DiskImage::open(path, false)
     }
 
     pub fn blocks(&self) -> u32 {
@@ -104,6 +124,21 @@ impl DiskImage {
 
     fn flush(&self) -> io::Result<()> {
         self.file.lock().unwrap_or_else(PoisonError::into_inner).sync_data()
+    }
+}
+
+fn open_error(path: &Path) -> impl Fn(io::Error) -> DiskError + '_ {
+    move |source| DiskError::Open { path: path.to_owned(), source }
+}
+
+/// Locks `file` for as long as it is open: shared to read, exclusive to write.
+fn lock(file: &File, path: &Path, read_only: bool) -> Result<(), DiskError> {
+    match if read_only { file.try_lock_shared() } else { file.try_lock() } {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => Err(DiskError::InUse { path: path.to_owned(), read_only }),
+        // A file system without locks (some network ones) still serves the disk, unguarded.
+        Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => Ok(()),
+        Err(TryLockError::Error(e)) => Err(open_error(path)(e)),
     }
 }
 

@@ -82,7 +82,7 @@ impl DiskBlock {
 /// The rule of `isa-spec/blocks.txt`: a request block is 4-byte aligned, lies entirely inside
 /// memory and outside page 0.
 fn block_ok(memory: &GuestMemory, addr: u32, size: u32) -> bool {
-    addr % 4 == 0 && range_ok(memory, addr, size)
+    addr.is_multiple_of(4) && range_ok(memory, addr, size)
 }
 
 /// Whether `addr..addr+len` lies inside memory and outside the register page.
