@@ -3,8 +3,13 @@
 //! An engine runs guest code on a [`Cpu`] over a [`GuestMemory`] and returns an [`Exit`] when
 //! the budget is spent or the kernel must act (I/O, the virtual instructions, exceptions).
 //!
+//! Many VMs of one image share what they can without seeing each other: a [`MemoryTemplate`]
+//! (the image laid out once; each VM's memory a copy-on-write view of it) and a [`SharedCode`]
+//! (blocks one interpreter decoded, reused by others over identical bytes).
+//!
 //! Invariants: engines touch guest memory only through `GuestMemory`, whose accessors check
-//! bounds; engines run only instructions the validator of `denali-isa` accepted.
+//! bounds; engines run only instructions the validator of `denali-isa` accepted; engines are
+//! `Send`.
 
 mod cpu;
 mod exit;
