@@ -5,7 +5,7 @@
 //! appended and never moved; the whole arena is reset when full (`flush`), so offsets into it
 //! stay valid until the next flush, and the runtime drops every offset it holds at a flush.
 
-use super::ctx::Ctx;
+use super::ctx::State;
 use memmap2::{Mmap, MmapMut};
 
 /// Bytes of host code one JIT may hold.
@@ -45,23 +45,25 @@ impl Arena {
         self.used = 0;
     }
 
-    /// Runs the block at `offset` on `ctx`.
+    /// Runs the block at `offset` on `state`.
     ///
-    /// `offset` must come from `insert` since the last `flush`, and `ctx` must describe live
+    /// `offset` must come from `insert` since the last `flush`, `state.ctx` must describe live
     /// guest memory (`mem_base`, `limit`, `code_pages` from the `GuestMemory` being run, which
-    /// the caller borrows mutably for the duration).
-    pub fn call(&self, offset: usize, ctx: &mut Ctx) {
+    /// the caller borrows mutably for the duration), and `state.table` may hold only inner
+    /// entries of blocks inserted since the last flush.
+    pub fn call(&self, offset: usize, state: &mut State) {
         let Some(map) = &self.map else { return };
         debug_assert!(offset < self.used);
         // SAFETY: `offset` is the start of a block that `translate` produced and `insert`
         // copied into this executable mapping since the last flush (the caller's contract);
-        // each block is a complete `extern "sysv64" fn(*mut Ctx)` that saves and restores the
+        // each block is a complete `extern "sysv64" fn(*mut State)` that saves and restores the
         // callee-saved registers it uses, leaves DF clear, and touches no memory other than
-        // `*ctx`, the guest memory range `mem_base .. mem_base + 2^32 - limit` (every access is
-        // bounds-checked inline) and the code-page table (read only).
+        // `*state`, the guest memory range `mem_base .. mem_base + 2^32 - limit` (every access
+        // is bounds-checked inline) and the code-page table (read only). It jumps only within
+        // itself and to inner entries found in `state.table` (live blocks, caller's contract).
         unsafe {
-            let entry: extern "sysv64" fn(*mut Ctx) = std::mem::transmute(map.as_ptr().add(offset));
-            entry(ctx);
+            let entry: extern "sysv64" fn(*mut State) = std::mem::transmute(map.as_ptr().add(offset));
+            entry(state);
         }
     }
 }
