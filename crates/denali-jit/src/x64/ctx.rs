@@ -13,8 +13,9 @@ pub(crate) const STOPPED: i32 = 84;
 pub(crate) const LEFT: i32 = 88;
 pub(crate) const BUDGET_EXITS: i32 = 96;
 pub(crate) const RUNS: i32 = 104;
+pub(crate) const SAVED: i32 = 112;
 /// Offset of the chaining table from the start of [`State`] (right after the `Ctx`).
-pub(crate) const TABLE: i32 = 112;
+pub(crate) const TABLE: i32 = 368;
 
 /// Slots of the chaining table (a power of two): `[tag, inner entry address]` pairs.
 pub(crate) const SLOTS: usize = 4096;
@@ -70,6 +71,19 @@ pub(crate) struct Ctx {
     pub budget_exits: u64,
     /// Blocks entered (outer or chained).
     pub runs: u64,
+    /// Operands instruction i of a block saves for a fixup its exits may apply (SHR's
+    /// original operand: the overflow flag is its top bit).
+    pub saved: Saved,
+}
+
+/// One u32 per instruction of the longest block.
+#[repr(transparent)]
+pub(crate) struct Saved(pub [u32; super::translate::MAX_BLOCK]);
+
+impl Default for Saved {
+    fn default() -> Saved {
+        Saved([0; super::translate::MAX_BLOCK])
+    }
 }
 
 /// What generated code reaches through `rdi`: the `Ctx`, then the chaining table, so that a
@@ -100,6 +114,7 @@ const _: () = {
     assert!(std::mem::offset_of!(Ctx, stopped) == STOPPED as usize);
     assert!(std::mem::offset_of!(Ctx, left) == LEFT as usize);
     assert!(std::mem::offset_of!(Ctx, budget_exits) == BUDGET_EXITS as usize);
+    assert!(std::mem::offset_of!(Ctx, saved) == SAVED as usize);
     assert!(std::mem::offset_of!(State, table) == TABLE as usize);
     assert!(std::mem::offset_of!(Ctx, runs) == RUNS as usize);
 };

@@ -29,6 +29,8 @@ struct Entry {
     /// The block's chaining-table slot and the host address of its inner entry.
     slot: usize,
     inner: u64,
+    /// Arena offset of the inner entry.
+    inner_offset: usize,
 }
 
 /// Cache counters, for benchmarks and tests.
@@ -71,14 +73,24 @@ pub struct Jit {
     /// jumps through (holds only live blocks).
     state: Box<State>,
     stats: JitStats,
+    /// The linkable direct exits (arena offsets of `jmp rel32` displacements) waiting for or
+    /// linked to each guest address; entries in dropped code stay until the next flush
+    /// (rewriting dead code is harmless, and the arena bounds them).
+    incoming: AddrMap<Vec<usize>>,
     /// Where blocks are announced to `perf`, when `DENALI_JIT_PERF_MAP` is set.
     perf_map: Option<perf_map::PerfMap>,
 }
 
 impl Jit {
-    /// A JIT, or `None` when this host lacks a CPU feature the generated code needs (BMI2).
+    /// Whether this host has the CPU features the generated code needs (BMI2 for the
+    /// flag-free shifts and rotates, SSE4.2 for the flag-free `crc32` hash).
+    pub fn available() -> bool {
+        std::is_x86_feature_detected!("bmi2") && std::is_x86_feature_detected!("sse4.2")
+    }
+
+    /// A JIT, or `None` when this host lacks a CPU feature the generated code needs.
     pub fn new() -> Option<Jit> {
-        if !std::is_x86_feature_detected!("bmi2") {
+        if !Jit::available() {
             return None;
         }
         Some(Jit {
@@ -89,6 +101,7 @@ impl Jit {
             seen: 0,
             state: State::new(),
             stats: JitStats::default(),
+            incoming: AddrMap::default(),
             perf_map: perf_map::PerfMap::from_env(),
         })
     }
@@ -107,11 +120,16 @@ impl Jit {
         }
         self.seen = mem.code_write_count();
         let written: Vec<u32> = self.by_page.keys().copied().filter(|p| !mem.is_code_page(*p)).collect();
+        let mut unlink = Vec::new();
         for page in written {
             if let Some(starts) = self.by_page.remove(&page) {
                 for eip in starts {
                     if self.blocks.remove(&eip).is_some() {
                         self.stats.invalidations += 1;
+                        // Jumps linked to it fall through to the table lookup again.
+                        if let Some(fields) = self.incoming.get(&eip) {
+                            unlink.extend(fields.iter().map(|&f| (f, 0)));
+                        }
                     }
                     let at = 2 * ctx::slot(eip);
                     if self.state.table[at] == ctx::tag(eip) {
@@ -120,9 +138,14 @@ impl Jit {
                 }
             }
         }
+        if self.arena.patch(&unlink).is_none() {
+            // The arena could not be rewritten: drop every block rather than keep a stale link.
+            self.flush();
+        }
     }
 
     fn flush(&mut self) {
+        self.incoming.clear();
         self.state.table.fill(0);
         self.blocks.clear();
         self.by_page.clear();
@@ -152,18 +175,23 @@ impl Jit {
     /// Translates and installs the block at `eip` (or records that the interpreter runs it).
     fn translate(&mut self, eip: u32, mem: &mut GuestMemory) -> Entry {
         let t = translate::translate(eip, mem);
-        let mut entry = Entry { offset: 0, count: 0, slot: 0, inner: 0 };
+        let mut entry = Entry { offset: 0, count: 0, slot: 0, inner: 0, inner_offset: 0 };
         if t.count > 0 {
-            let offset = match self.arena.insert(&t.code) {
-                Some(o) => Some(o),
-                None => {
-                    self.flush();
-                    self.arena.insert(&t.code)
-                }
-            };
+            if self.arena.next_offset(t.code.len()).is_none() {
+                self.flush();
+            }
+            let offset = self.arena.next_offset(t.code.len()).and_then(|at| {
+                let patches = self.link(eip, at, &t);
+                self.arena.insert(&t.code, &patches)
+            });
+            if offset.is_none() {
+                // The mapping failed: nothing may point into it any more.
+                self.flush();
+            }
             if let (Some(offset), Some(base)) = (offset, self.arena.base()) {
                 let slot = ctx::slot(eip);
-                entry = Entry { offset, count: t.count, slot, inner: base + (offset + t.inner) as u64 };
+                let inner_offset = offset + t.inner;
+                entry = Entry { offset, count: t.count, slot, inner: base + inner_offset as u64, inner_offset };
                 self.stats.translations += 1;
                 self.stats.translated_instructions += u64::from(t.count);
                 self.state.table[2 * slot] = ctx::tag(eip);
@@ -183,6 +211,24 @@ impl Jit {
         // An entry with count 0 depends on no bytes: the interpreter decides afresh each time.
         self.blocks.insert(eip, entry);
         entry
+    }
+
+    /// Records the direct exits of `t` (to be inserted at arena offset `at`) and returns the
+    /// patches that link them to blocks already translated, and link the exits already
+    /// waiting for `eip` to it.
+    fn link(&mut self, eip: u32, at: usize, t: &translate::Translation) -> Vec<arena::Patch> {
+        let mut patches = Vec::new();
+        for &(field, target) in &t.links {
+            let field = at + field;
+            self.incoming.entry(target).or_default().push(field);
+            if let Some(e) = self.blocks.get(&target).filter(|e| e.count > 0) {
+                patches.push((field, rel32(field, e.inner_offset)));
+            }
+        }
+        if let Some(waiting) = self.incoming.get(&eip) {
+            patches.extend(waiting.iter().map(|&field| (field, rel32(field, at + t.inner))));
+        }
+        patches
     }
 
     /// Runs translated code from the block `entry` (chained blocks follow while the budget
@@ -216,6 +262,16 @@ impl Jit {
         cpu.instructions += done;
         (done, ctx.stopped != 0)
     }
+}
+
+/// The rel32 displacement of a `jmp` whose displacement field is at `field`, to `target`
+/// (arena offsets; the arena is far smaller than 2 GiB).
+fn rel32(field: usize, target: usize) -> i32 {
+    #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation, reason = "offsets below ARENA_SIZE")]
+    let rel = target as i64 - (field as i64 + 4);
+    #[allow(clippy::cast_possible_truncation, reason = "|rel| < ARENA_SIZE")]
+    let rel = rel as i32;
+    rel
 }
 
 /// Whether the instruction at `eip` is a string instruction with a REP prefix.

@@ -44,6 +44,9 @@ pub(crate) struct Translation {
     pub last_byte: u32,
     /// Offset of the inner entry (budget check; guest state already in host registers/flags).
     pub inner: usize,
+    /// Direct exits the runtime may link: the offset of a `jmp rel32`'s displacement (0 until
+    /// linked: it falls through to the table lookup) and the guest target.
+    pub links: Vec<(usize, u32)>,
 }
 
 /// What a translated guest instruction is.
@@ -611,7 +614,7 @@ fn written_registers(info: &mut InstructionInfoFactory, ins: &Instruction) -> u8
 /// flags are overwritten before any read, so only a failed check can observe them). Moving
 /// the fixup (`pushfq`/`popfq`, slow) off the path that runs is what makes a multiply or a
 /// shift followed by a checked access cheap.
-fn place_fixups(c: &[Cand]) -> (Vec<bool>, Vec<Vec<Fixup>>) {
+fn place_fixups(c: &[Cand]) -> (Vec<bool>, Vec<Vec<Deferred>>) {
     let mut eager = vec![false; c.len()];
     let mut deferred = vec![Vec::new(); c.len()];
     for (i, cand) in c.iter().enumerate() {
@@ -622,7 +625,7 @@ fn place_fixups(c: &[Cand]) -> (Vec<bool>, Vec<Vec<Fixup>>) {
         match defer_points(cand, fix, &c[i + 1..]) {
             Some(points) => {
                 for p in points {
-                    deferred[i + 1 + p].push(fix);
+                    deferred[i + 1 + p].push(Deferred { fix, index: i });
                 }
             }
             None => eager[i] = true,
@@ -636,20 +639,13 @@ fn place_fixups(c: &[Cand]) -> (Vec<bool>, Vec<Vec<Fixup>>) {
 /// between `first` and each such exit no instruction may touch a status flag or the fixed-up
 /// register (the fixup recomputes the flags from that register and the current flags).
 fn defer_points(first: &Cand, fix: Fixup, rest: &[Cand]) -> Option<Vec<usize>> {
-    // A memory operand's address (r8) and SHR's saved original do not survive: only fixups
-    // computed from a register and the current flags move.
-    let reg = fix.dst.filter(|_| fix.op != FixOp::Shr)?;
-    let guest = match reg.full_register() {
-        Register::RAX => 0,
-        Register::RSI => 1,
-        Register::RDX => 2,
-        Register::RBX => 3,
-        Register::R12 => 4,
-        Register::R13 => 5,
-        Register::R14 => 6,
-        Register::R15 => 7,
-        _ => return None,
-    };
+    // A zero CL count leaves the flags alone, and then so must the exit.
+    if first.count_cl {
+        return None;
+    }
+    // SHR's fixup needs only the original operand, which it saves in the Ctx; the others are
+    // computed from the result register (a memory operand's address, r8, does not survive).
+    let guest = if fix.op == FixOp::Shr { None } else { Some(guest_of_host(fix.dst?)?) };
     let mut points = Vec::new();
     let mut left = first.fixed;
     let mut clean = true;
@@ -667,9 +663,31 @@ fn defer_points(first: &Cand, fix: Fixup, rest: &[Cand]) -> Option<Vec<usize>> {
         if left == 0 {
             return Some(points);
         }
-        clean &= later.modified == 0 && later.writes & (1 << guest) == 0;
+        clean &= later.modified == 0 && guest.is_none_or(|g| later.writes & (1 << g) == 0);
     }
     None
+}
+
+/// A fixup moved to the exits: that of instruction `index`.
+#[derive(Clone, Copy)]
+struct Deferred {
+    fix: Fixup,
+    index: usize,
+}
+
+/// The guest register number of a host register operand (any size).
+fn guest_of_host(reg: Register) -> Option<usize> {
+    Some(match reg.full_register() {
+        Register::RAX => 0,
+        Register::RSI => 1,
+        Register::RDX => 2,
+        Register::RBX => 3,
+        Register::R12 => 4,
+        Register::R13 => 5,
+        Register::R14 => 6,
+        Register::R15 => 7,
+        _ => return None,
+    })
 }
 
 /// Length of the longest prefix whose undefined flags are all dead (overwritten before being
@@ -717,10 +735,26 @@ fn set_exit(a: &mut Asm, eip: u32, refund: u32) {
 }
 
 /// Exit before instruction `index` of `n` at `eip`, which the interpreter must run.
-fn stop_exit(a: &mut Asm, eip: u32, index: u32, n: u32, fixups: &[Fixup]) {
-    for f in fixups {
-        // Cannot fail: deferred fixups are those of registers, which encode.
-        let _ = fix_after(a, *f);
+fn stop_exit(a: &mut Asm, eip: u32, index: u32, n: u32, fixups: &[Deferred]) {
+    for d in fixups {
+        if d.fix.op == FixOp::Shr {
+            // OF = MSB of the original operand (saved in the Ctx), AF = 0.
+            let saved = saved_slot(d.index);
+            dynasm!(a
+                ; .arch x64
+                ; pushfq
+                ; mov ecx, DWORD [rdi + saved]
+                ; shr ecx, 31
+                ; shl ecx, 11
+                ; and QWORD [rsp], -0x811
+                ; or [rsp], rcx
+                ; popfq
+            );
+        } else {
+            // Cannot fail: deferred fixups of the other kinds are those of registers, which
+            // encode.
+            let _ = fix_after(a, d.fix);
+        }
     }
     set_exit(a, eip, n - index);
     dynasm!(a ; .arch x64 ; mov DWORD [rdi + ctx::STOPPED], 1 ; jmp ->exit);
@@ -730,7 +764,7 @@ fn stop_exit(a: &mut Asm, eip: u32, index: u32, n: u32, fixups: &[Fixup]) {
 /// chaining table holds it (its inner entry checks the budget), else to the runtime. A jump to
 /// the block's own start goes to its inner entry `own` directly. Host flags hold the guest
 /// flags. Touches no host flag.
-fn chain(a: &mut Asm, target: u32, mem_size: u32, own: (u32, DynamicLabel)) {
+fn chain(a: &mut Asm, target: u32, mem_size: u32, own: (u32, DynamicLabel), links: &mut Vec<(usize, u32)>) {
     if target == own.0 {
         dynasm!(a ; .arch x64 ; jmp =>own.1);
         return;
@@ -742,6 +776,10 @@ fn chain(a: &mut Asm, target: u32, mem_size: u32, own: (u32, DynamicLabel)) {
     }
     #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation, reason = "below 2^31; slots * 16 < 2^31")]
     let (t, at) = (target as i32, ctx::TABLE + (ctx::slot(target) * 16) as i32);
+    // The link: `jmp rel32` to the next instruction until the runtime points it at the
+    // target's inner entry (and back when that block is dropped).
+    a.extend([0xE9, 0, 0, 0, 0].iter());
+    links.push((a.offset().0 - 4, target));
     // The tag is !target, so tag + target + 1 wraps to zero exactly on a match.
     dynasm!(a
         ; .arch x64
@@ -812,7 +850,13 @@ fn emit_checks(a: &mut Asm, size: u32, write: bool, stop: DynamicLabel) {
 
 /// Translates the block at `start`, which lies inside memory.
 pub(crate) fn translate(start: u32, mem: &GuestMemory) -> Translation {
-    translate_checked(start, mem).unwrap_or(Translation { code: Vec::new(), count: 0, last_byte: start, inner: 0 })
+    translate_checked(start, mem).unwrap_or(Translation {
+        code: Vec::new(),
+        count: 0,
+        last_byte: start,
+        inner: 0,
+        links: Vec::new(),
+    })
 }
 
 fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
@@ -884,6 +928,7 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
         checks::plan(&accesses, &effects)
     };
     let mut stops = Vec::new();
+    let mut links = Vec::new();
     let mut ended = false;
     for (i, cand) in c.iter().enumerate() {
         // Where a failed check goes: out of line, after the block's body, so that the checks
@@ -916,6 +961,9 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
                 }
                 if let Some(f) = fix {
                     fix_before(&mut a, f)?;
+                } else if let Some(f) = cand.fix.filter(|f| f.op == FixOp::Shr && deferred_any(&deferred, i)) {
+                    // SHR's fixup moved to the exits: they need the original operand.
+                    save_original(&mut a, f, i)?;
                 }
                 a.extend(cand.body.iter());
                 if let Some(f) = fix {
@@ -942,7 +990,7 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
                 }
             }
             Kind::Jmp(target) => {
-                chain(&mut a, target, mem_size, own);
+                chain(&mut a, target, mem_size, own, &mut links);
                 ended = true;
             }
             Kind::Call(target) => {
@@ -950,7 +998,7 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
                 #[allow(clippy::cast_possible_wrap, reason = "the return address's bits")]
                 let ret = cand.next as i32;
                 dynasm!(a ; .arch x64 ; mov DWORD [rbp + r8], ret ; mov r12d, r8d);
-                chain(&mut a, target, mem_size, own);
+                chain(&mut a, target, mem_size, own, &mut links);
                 ended = true;
             }
             Kind::Ret(pop) => {
@@ -990,15 +1038,15 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
                 let taken = a.new_dynamic_label();
                 a.extend([0x70 | (cc ^ 1), 5].iter());
                 dynasm!(a ; .arch x64 ; jmp =>taken);
-                chain(&mut a, cand.next, mem_size, own);
+                chain(&mut a, cand.next, mem_size, own, &mut links);
                 dynasm!(a ; .arch x64 ; =>taken);
-                chain(&mut a, target, mem_size, own);
+                chain(&mut a, target, mem_size, own, &mut links);
                 ended = true;
             }
         }
     }
     if !ended {
-        chain(&mut a, c[c.len() - 1].next, mem_size, own);
+        chain(&mut a, c[c.len() - 1].next, mem_size, own, &mut links);
     }
     for (stop, i) in stops {
         #[allow(clippy::cast_possible_truncation, reason = "at most MAX_BLOCK instructions")]
@@ -1033,7 +1081,7 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
     );
     let last_byte = c[c.len() - 1].next.wrapping_sub(1);
     let code = a.finalize().ok()?;
-    Some(Translation { code, count: n, last_byte, inner })
+    Some(Translation { code, count: n, last_byte, inner, links })
 }
 
 fn enc2(code: Code, x: Register, y: Register) -> Option<Vec<u8>> {
@@ -1122,6 +1170,32 @@ fn fix_after(a: &mut Asm, f: Fixup) -> Option<()> {
         }
     }
     dynasm!(a ; .arch x64 ; popfq);
+    Some(())
+}
+
+/// The Ctx offset where instruction `index` saves an operand for a deferred fixup.
+fn saved_slot(index: usize) -> i32 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, reason = "index < MAX_BLOCK")]
+    let at = ctx::SAVED + 4 * index as i32;
+    at
+}
+
+/// Whether some exit applies the deferred fixup of instruction `index`.
+fn deferred_any(deferred: &[Vec<Deferred>], index: usize) -> bool {
+    deferred.iter().flatten().any(|d| d.index == index)
+}
+
+/// Saves SHR's original operand in the Ctx, for its deferred fixup.
+fn save_original(a: &mut Asm, f: Fixup, index: usize) -> Option<()> {
+    let slot = MemoryOperand::with_base_displ(Register::RDI, i64::from(saved_slot(index)));
+    let from = match f.dst {
+        Some(r) => r,
+        None => {
+            a.extend(fix_src(Code::Mov_r32_rm32, Register::ECX, f)?.iter());
+            Register::ECX
+        }
+    };
+    a.extend(encode(&Instruction::with2(Code::Mov_rm32_r32, slot, from).ok()?)?.iter());
     Some(())
 }
 
