@@ -235,7 +235,9 @@ impl Jit {
     /// `left` lasts); returns the instructions retired and whether it stopped before an
     /// instruction the interpreter must run.
     fn exec(&mut self, entry: Entry, cpu: &mut Cpu, mem: &mut GuestMemory, left: u64) -> (u64, bool) {
-        let given = left.min(i64::MAX as u64);
+        // Generated code keeps the budget in a register and tests its sign through the high
+        // dword, so a run gets at most 2^31 - 1 instructions (the loop gives the rest later).
+        let given = left.min(i32::MAX as u64);
         self.state.ctx = Ctx {
             left: given,
             regs: cpu.regs,

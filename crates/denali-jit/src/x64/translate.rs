@@ -10,9 +10,9 @@
 //! | r12 r13 r14 r15 | guest ESP EBP ESI EDI |
 //! | rdi | the `Ctx` pointer |
 //! | rbp | host address of guest address 0 |
-//! | r9 | 2^32 - memory size (bounds checks) |
+//! | r9 | blocks entered in this run (`Ctx::runs`) |
 //! | r10 | the code-page table (one byte per page) |
-//! | r11 | 12, the page shift (for `shrx`) |
+//! | r11 | the budget left (`Ctx::left`, below 2^31) |
 //! | r8 | guest address of the current access (zero-extended) |
 //! | rcx | scratch of the flag-free checks (`jrcxz`) |
 //!
@@ -810,9 +810,10 @@ fn chain_indirect(a: &mut Asm) {
         ; rorx r8, r8, 20
         ; mov r8d, r8d
         ; lea r8, [r8 * 8]
+        ; push r9
         ; mov r9, QWORD [rdi + r8 * 2 + ctx::TABLE]
         ; lea rcx, [rcx + r9 + 1]
-        ; mov r9, QWORD [rdi + ctx::LIMIT]
+        ; pop r9
         ; jrcxz >hit
         ; jmp ->exit
         ; hit:
@@ -827,24 +828,26 @@ fn emit_checks(a: &mut Asm, size: u32, write: bool, stop: DynamicLabel) {
     let last = (size - 1) as i32;
     dynasm!(a
         ; .arch x64
-        ; lea rcx, [r8 + r9 + last]
+        ; mov rcx, QWORD [rdi + ctx::LIMIT]
+        ; lea rcx, [r8 + rcx + last]
         ; rorx rcx, rcx, 32
         ; mov ecx, ecx
         ; jrcxz >inside
     );
     dynasm!(a ; .arch x64 ; jmp =>stop ; inside:);
     if write {
-        let ends = if size > 1 { vec![0, last] } else { vec![0] };
-        for off in ends {
-            dynasm!(a
-                ; .arch x64
-                ; lea ecx, [r8 + off]
-                ; shrx ecx, ecx, r11d
-                ; movzx ecx, BYTE [r10 + rcx]
-                ; jrcxz >data
-            );
-            dynasm!(a ; .arch x64 ; jmp =>stop ; data:);
-        }
+        // The byte of the first page is non-zero when that page or the next holds cached
+        // code, and `size` is at most a page: one look covers every page the store touches.
+        debug_assert!(size <= 4096);
+        dynasm!(a
+            ; .arch x64
+            ; rorx rcx, r8, 12
+            ; mov ecx, ecx
+            ; movzx ecx, BYTE [r10 + rcx]
+            ; jrcxz >data
+            ; jmp =>stop
+            ; data:
+        );
     }
 }
 
@@ -876,9 +879,9 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
         ; push r14
         ; push r15
         ; mov rbp, QWORD [rdi + ctx::MEM_BASE]
-        ; mov r9, QWORD [rdi + ctx::LIMIT]
+        ; mov r9, QWORD [rdi + ctx::RUNS]
         ; mov r10, QWORD [rdi + ctx::CODE_PAGES]
-        ; mov r11d, 12
+        ; mov r11, QWORD [rdi + ctx::LEFT]
         ; mov eax, DWORD [rdi]
         ; mov esi, DWORD [rdi + 4]
         ; mov edx, DWORD [rdi + 8]
@@ -902,11 +905,12 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
     dynasm!(a
         ; .arch x64
         ; =>own.1
-        ; mov r8, QWORD [rdi + ctx::LEFT]
-        ; lea r8, [r8 - n32]
-        ; mov ecx, 63
-        ; shrx rcx, r8, rcx
+        // left < 2^31, so left - n is negative exactly when its high dword is not zero.
+        ; lea r11, [r11 - n32]
+        ; rorx rcx, r11, 32
+        ; mov ecx, ecx
         ; jrcxz >go
+        ; lea r11, [r11 + n32]
         ; mov rcx, QWORD [rdi + ctx::BUDGET_EXITS]
         ; lea rcx, [rcx + 1]
         ; mov QWORD [rdi + ctx::BUDGET_EXITS], rcx
@@ -916,10 +920,7 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
         ; .arch x64
         ; jmp ->exit
         ; go:
-        ; mov QWORD [rdi + ctx::LEFT], r8
-        ; mov rcx, QWORD [rdi + ctx::RUNS]
-        ; lea rcx, [rcx + 1]
-        ; mov QWORD [rdi + ctx::RUNS], rcx
+        ; lea r9, [r9 + 1]
     );
     let (eager, deferred) = place_fixups(&c);
     let plan = {
@@ -1062,7 +1063,9 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
         ; mov QWORD [rdi + ctx::FLAGS_OUT], rcx
         ; mov DWORD [rdi + ctx::FLAGS_SAVED], 1
         ; mov ecx, DWORD [rdi + ctx::COUNT]
-        ; add QWORD [rdi + ctx::LEFT], rcx
+        ; lea r11, [r11 + rcx]
+        ; mov QWORD [rdi + ctx::LEFT], r11
+        ; mov QWORD [rdi + ctx::RUNS], r9
         ; mov DWORD [rdi], eax
         ; mov DWORD [rdi + 4], esi
         ; mov DWORD [rdi + 8], edx
