@@ -236,3 +236,32 @@ fn a_store_straddling_into_a_code_page_drops_its_code() {
     let (exits, _) = agree(&setup, 1000);
     assert_eq!(last_exception(&exits), (ExceptionKind::Invalid, 0x3000));
 }
+
+/// A JCC inside a block is a side exit: taken, it gives back the instructions after it and
+/// chains; not taken, the block goes on. Counts must stay exact under every slice, and a check
+/// after the JCC must not be made before it (the access may never run).
+#[test]
+fn side_exits_give_back_the_rest_of_the_block() {
+    let code = [
+        0xB9, 0x32, 0x00, 0x00, 0x00, // 0x1000 mov ecx, 50
+        0x40, // 0x1005 L: inc eax
+        0x49, // 0x1006 dec ecx
+        0x74, 0x04, // 0x1007 jz 0x100D
+        0x01, 0xC3, // 0x1009 add ebx, eax
+        0xEB, 0xF8, // 0x100B jmp L
+        0xCD, 0xD0, // 0x100D terminate
+    ];
+    let (exits, _) = agree(&flat(&code), 10_000);
+    assert!(terminated(&exits), "{exits:?}");
+    // mov ebx, 0x100000; mov ecx, 1; dec ecx; jz 0x100F; mov eax, [ebx] (outside, never runs)
+    let code = [
+        0xBB, 0x00, 0x00, 0x10, 0x00, // 0x1000 mov ebx, 0x100000
+        0xB9, 0x01, 0x00, 0x00, 0x00, // 0x1005 mov ecx, 1
+        0x49, // 0x100A dec ecx
+        0x74, 0x02, // 0x100B jz 0x100F
+        0x8B, 0x03, // 0x100D mov eax, [ebx]
+        0xCD, 0xD0, // 0x100F terminate
+    ];
+    let (exits, _) = agree(&flat(&code), 10_000);
+    assert!(terminated(&exits), "{exits:?}");
+}

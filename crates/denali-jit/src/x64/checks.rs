@@ -40,6 +40,9 @@ pub(super) struct Effect {
     pub writes: u8,
     /// A register it changes by a constant (and writes in no other way).
     pub adjust: Option<(usize, i32)>,
+    /// A side exit (a JCC inside a block): accesses after it may never run, so none of them
+    /// is checked before it.
+    pub barrier: bool,
 }
 
 /// One merged check, made before an instruction: the address is
@@ -106,6 +109,9 @@ pub(super) fn plan(accesses: &[Vec<Access>], effects: &[Effect]) -> Vec<Vec<Chec
                 hulls.push(Hull { first: i, base_at_first: base_offset, low, high, write: a.write, access: *a });
             }
         }
+        if effect.barrier {
+            open.clear();
+        }
         let mut clobbered = effect.writes;
         if let Some((r, d)) = effect.adjust {
             offset[r] += i64::from(d);
@@ -146,7 +152,7 @@ mod tests {
     }
 
     fn push() -> (Vec<Access>, Effect) {
-        (vec![stack(-4, true)], Effect { writes: 1 << ESP, adjust: Some((ESP, -4)) })
+        (vec![stack(-4, true)], Effect { writes: 1 << ESP, adjust: Some((ESP, -4)), barrier: false })
     }
 
     #[test]
@@ -163,9 +169,9 @@ mod tests {
         let a = vec![vec![ebx(0)], vec![], vec![ebx(4)], vec![], vec![ebx(8)]];
         let e = vec![
             Effect::default(),
-            Effect { writes: 1 << 3, adjust: Some((3, 4)) },
+            Effect { writes: 1 << 3, adjust: Some((3, 4)), barrier: false },
             Effect::default(),
-            Effect { writes: 1 << 3, adjust: None },
+            Effect { writes: 1 << 3, adjust: None, barrier: false },
             Effect::default(),
         ];
         let plan = plan(&a, &e);
@@ -189,9 +195,9 @@ mod tests {
         // sub esp, 12 ; mov [esp+4], eax ; push ebx: hull [esp-16, esp-4) after the sub.
         let a = vec![vec![], vec![stack(4, true)], vec![stack(-4, true)]];
         let e = vec![
-            Effect { writes: 1 << ESP, adjust: Some((ESP, -12)) },
+            Effect { writes: 1 << ESP, adjust: Some((ESP, -12)), barrier: false },
             Effect::default(),
-            Effect { writes: 1 << ESP, adjust: Some((ESP, -4)) },
+            Effect { writes: 1 << ESP, adjust: Some((ESP, -4)), barrier: false },
         ];
         let plan = plan(&a, &e);
         assert_eq!(plan[1], vec![Check { base: Some(ESP), index: None, scale: 1, disp: -4, span: 12, write: true }]);

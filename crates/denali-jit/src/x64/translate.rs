@@ -73,7 +73,8 @@ enum Kind {
 
 impl Kind {
     fn ends_block(self) -> bool {
-        matches!(self, Kind::Jmp(_) | Kind::Jcc(..) | Kind::Call(_) | Kind::Ret(_) | Kind::JmpInd(_) | Kind::CallInd(_))
+        // A JCC does not end its block: the taken arm is a side exit, the block goes on.
+        matches!(self, Kind::Jmp(_) | Kind::Call(_) | Kind::Ret(_) | Kind::JmpInd(_) | Kind::CallInd(_))
     }
 
     /// Whether the instruction may leave the block before it runs (a failed check).
@@ -507,6 +508,10 @@ fn candidates(start: u32, mem: &GuestMemory) -> Vec<Cand> {
             };
         }
         let mut read = ins.rflags_read() & STATUS;
+        if matches!(kind, Kind::Jcc(..)) {
+            // Its taken arm leaves the block: every flag is live there.
+            read = STATUS;
+        }
         if count_cl {
             // A zero count leaves the flags as they were.
             read |= modified;
@@ -517,7 +522,7 @@ fn candidates(start: u32, mem: &GuestMemory) -> Vec<Cand> {
         }
         let writes = written_registers(&mut info, &ins);
         let accesses = accesses_of(&ins, kind);
-        let effect = Effect { writes, adjust: adjustment(&ins, kind) };
+        let effect = Effect { writes, adjust: adjustment(&ins, kind), barrier: matches!(kind, Kind::Jcc(..)) };
         out.push(Cand {
             eip: ip,
             next,
@@ -929,6 +934,7 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
         checks::plan(&accesses, &effects)
     };
     let mut stops = Vec::new();
+    let mut sides = Vec::new();
     let mut links = Vec::new();
     let mut ended = false;
     for (i, cand) in c.iter().enumerate() {
@@ -1034,6 +1040,15 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
                 chain_indirect(&mut a);
                 ended = true;
             }
+            Kind::Jcc(target, cc) if i + 1 < c.len() => {
+                // A side exit: the taken arm (out of line) gives back the instructions after
+                // the JCC and chains; the block goes on.
+                let side = a.new_dynamic_label();
+                jcc_to(&mut a, cc, side);
+                #[allow(clippy::cast_possible_truncation, reason = "at most MAX_BLOCK instructions")]
+                let after = (c.len() - i - 1) as u32;
+                sides.push((side, target, after));
+            }
             Kind::Jcc(target, cc) => {
                 // j<!cc> over a rel32 jmp to the taken arm; each arm chains.
                 let taken = a.new_dynamic_label();
@@ -1048,6 +1063,12 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
     }
     if !ended {
         chain(&mut a, c[c.len() - 1].next, mem_size, own, &mut links);
+    }
+    for (side, target, after) in sides {
+        #[allow(clippy::cast_possible_wrap, reason = "at most MAX_BLOCK instructions")]
+        let after = after as i32;
+        dynasm!(a ; .arch x64 ; =>side ; lea r11, [r11 + after]);
+        chain(&mut a, target, mem_size, own, &mut links);
     }
     for (stop, i) in stops {
         #[allow(clippy::cast_possible_truncation, reason = "at most MAX_BLOCK instructions")]
@@ -1174,6 +1195,28 @@ fn fix_after(a: &mut Asm, f: Fixup) -> Option<()> {
     }
     dynasm!(a ; .arch x64 ; popfq);
     Some(())
+}
+
+/// `j<cc> label` (rel32), `cc` in the encoding's order.
+fn jcc_to(a: &mut Asm, cc: u8, label: DynamicLabel) {
+    match cc & 15 {
+        0x0 => dynasm!(a ; .arch x64 ; jo =>label),
+        0x1 => dynasm!(a ; .arch x64 ; jno =>label),
+        0x2 => dynasm!(a ; .arch x64 ; jb =>label),
+        0x3 => dynasm!(a ; .arch x64 ; jae =>label),
+        0x4 => dynasm!(a ; .arch x64 ; je =>label),
+        0x5 => dynasm!(a ; .arch x64 ; jne =>label),
+        0x6 => dynasm!(a ; .arch x64 ; jbe =>label),
+        0x7 => dynasm!(a ; .arch x64 ; ja =>label),
+        0x8 => dynasm!(a ; .arch x64 ; js =>label),
+        0x9 => dynasm!(a ; .arch x64 ; jns =>label),
+        0xA => dynasm!(a ; .arch x64 ; jp =>label),
+        0xB => dynasm!(a ; .arch x64 ; jnp =>label),
+        0xC => dynasm!(a ; .arch x64 ; jl =>label),
+        0xD => dynasm!(a ; .arch x64 ; jge =>label),
+        0xE => dynasm!(a ; .arch x64 ; jle =>label),
+        _ => dynasm!(a ; .arch x64 ; jg =>label),
+    }
 }
 
 /// The Ctx offset where instruction `index` saves an operand for a deferred fixup.
