@@ -26,10 +26,17 @@ pub enum MemoryError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutOfBounds(pub u32);
 
+/// Bit of a `code_pages` byte: the page holds cached code.
+const CODE: u8 = 1;
+/// Bit of a `code_pages` byte: the next page holds cached code.
+const NEXT_CODE: u8 = 2;
+
 /// The physical memory of one VM.
 pub struct GuestMemory {
     map: MmapMut,
-    /// One byte per page: non-zero when an engine has cached code decoded from the page.
+    /// One byte per page: bit [`CODE`] when an engine has cached code decoded from the page,
+    /// bit [`NEXT_CODE`] when the next page has; so a store whose bytes lie on a page and
+    /// possibly the next needs to look at one byte only (the JIT's check).
     code_pages: Vec<u8>,
     /// Pages that held cached code and have been written since the engine last looked.
     written_code_pages: Vec<u32>,
@@ -200,8 +207,11 @@ impl GuestMemory {
         let shift = PAGE_SIZE.trailing_zeros();
         let (first_page, last_page) = (first >> shift, last >> shift);
         for page in first_page..=last_page {
-            if self.code_pages[page] != 0 {
-                self.code_pages[page] = 0;
+            if self.code_pages[page] & CODE != 0 {
+                self.code_pages[page] &= !CODE;
+                if let Some(previous) = page.checked_sub(1) {
+                    self.code_pages[previous] &= !NEXT_CODE;
+                }
                 self.code_writes += 1;
                 #[allow(clippy::cast_possible_truncation, reason = "page numbers of a 32-bit space fit in u32")]
                 self.written_code_pages.push(page as u32);
@@ -211,7 +221,11 @@ impl GuestMemory {
 
     /// Records that an engine cached code decoded from `page`, so that writes to it are reported.
     pub fn mark_code_page(&mut self, page: u32) {
-        self.code_pages[page as usize] = 1;
+        let page = page as usize;
+        self.code_pages[page] |= CODE;
+        if let Some(previous) = page.checked_sub(1) {
+            self.code_pages[previous] |= NEXT_CODE;
+        }
     }
 
     /// True when a page holding cached code was written since the last `take_written_code_pages`.
@@ -229,22 +243,25 @@ impl GuestMemory {
 
     /// Whether `page` is still marked as holding cached code (a store to it clears the mark).
     pub fn is_code_page(&self, page: u32) -> bool {
-        self.code_pages.get(page as usize).is_some_and(|b| *b != 0)
+        self.code_pages.get(page as usize).is_some_and(|b| b & CODE != 0)
     }
 
     /// Host address of guest address 0, for translated code that accesses memory directly.
     ///
     /// Invariants the caller must keep: it accesses only `base + a .. base + a + n` with
     /// `a + n <= size()`, and only while it holds `&mut self` (or `&self` for reads); every store
-    /// it makes to a page whose `code_page_table` byte is non-zero must instead go through
-    /// [`GuestMemory::write`] (so the write is recorded). The pointer stays valid for the life of
+    /// it makes that touches a page holding cached code must instead go through
+    /// [`GuestMemory::write`] (so the write is recorded): a store of at most `PAGE_SIZE` bytes
+    /// may be made directly when the `code_page_table` byte of its first page is zero. The pointer stays valid for the life of
     /// `self`: the mapping never moves.
     pub fn host_base(&mut self) -> *mut u8 {
         self.map.as_mut_ptr()
     }
 
     /// The table of one byte per page (`size() / PAGE_SIZE` bytes), non-zero for pages an engine
-    /// cached code from. Translated stores read it to decide whether they may write directly.
+    /// cached code from and for the pages just before them. Translated stores read it to decide
+    /// whether they may write directly: a store of at most a page's bytes starting on a page
+    /// whose byte is zero touches no cached code.
     /// Valid while `self` lives and is not otherwise borrowed; readers must not write it.
     pub fn code_page_table(&self) -> *const u8 {
         self.code_pages.as_ptr()
@@ -277,6 +294,26 @@ mod tests {
         assert_eq!(mem.write_u32(0x1FFE, 0xAABBCCDD), Err(OutOfBounds(0x2000)));
         // Nothing of a faulting write lands.
         assert_eq!(mem.read_u16(0x1FFE), Ok(0));
+    }
+
+    #[test]
+    fn the_page_before_code_is_flagged_for_stores_that_may_reach_it() {
+        let mut mem = GuestMemory::new(0x10000).unwrap();
+        mem.mark_code_page(2);
+        let table = |mem: &GuestMemory, page: usize| mem.code_pages[page];
+        assert_ne!(table(&mem, 1), 0, "a store starting on page 1 may reach page 2");
+        assert!(!mem.is_code_page(1) && mem.is_code_page(2));
+        // A store to page 1 alone is not a code write.
+        mem.write_u32(0x1000, 7).unwrap();
+        assert_eq!(mem.code_write_count(), 0);
+        assert_ne!(table(&mem, 1), 0);
+        // A store reaching page 2 is, and clears both marks.
+        mem.write_u32(0x1FFE, 7).unwrap();
+        assert_eq!(mem.code_write_count(), 1);
+        assert_eq!((table(&mem, 1), table(&mem, 2)), (0, 0));
+        // Page 0 has no page before it.
+        mem.mark_code_page(0);
+        assert!(mem.is_code_page(0));
     }
 
     #[test]

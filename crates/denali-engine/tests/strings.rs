@@ -108,3 +108,46 @@ fn cmps_reads_edi_first_and_movs_reads_esi_first() {
         );
     }
 }
+
+/// REP STOS of a repeated byte (`memset`) is done in one fill for the iterations the budget
+/// allows: stopped by any budget, it must leave ECX, EDI, memory and the count exactly as that
+/// many single iterations would; a value that is not a repeated byte, and a range that runs off
+/// the end, go one iteration at a time (the fault then keeps the iterations before it).
+#[test]
+fn rep_stos_fills_exactly_the_iterations_the_budget_allows() {
+    for (value, repeated) in [(0u32, true), (0x7F7F_7F7F, true), (0x0102_0304, false)] {
+        for budget in [1u64, 2, 3, 17, 99, 100, 101, 1000] {
+            let mut vm = Vm::asm(|a| {
+                a.mov(eax, value)?;
+                a.mov(edi, DATA)?;
+                a.mov(ecx, 100)?;
+                a.rep().stosd()?;
+                a.int(0xd0)
+            });
+            vm.mem.fill(DATA, 0x400, 0xEE).unwrap();
+            vm.run(3); // the three movs
+            let exit = vm.run(budget);
+            let done = budget.min(100);
+            assert_eq!(u64::from(100 - vm.reg(ECX)), done, "{value:#x} budget {budget}");
+            #[allow(clippy::cast_possible_truncation, reason = "at most 100")]
+            let bytes = 4 * done as u32;
+            assert_eq!(vm.reg(EDI), DATA + bytes);
+            assert_eq!(vm.cpu.instructions, 3 + done);
+            assert_eq!(vm.u32_at(DATA + bytes - 4), value, "{repeated}");
+            assert_eq!(vm.u32_at(DATA + bytes), 0xEEEE_EEEE);
+            let finished = budget > 100;
+            assert_eq!(matches!(exit, denali_engine::Exit::Terminate { .. }), finished);
+            assert_eq!(vm.cpu.eip == CODE + 15, budget < 100, "stopped inside the REP exactly when the budget ran out");
+        }
+    }
+    // Off the end of memory: the iterations inside are done, then MEMORY at the first outside.
+    let mut vm = Vm::asm(|a| {
+        a.xor(eax, eax)?;
+        a.mov(edi, (MEM_SIZE - 8) as u32)?;
+        a.mov(ecx, 4)?;
+        a.rep().stosd()
+    });
+    let exit = vm.run(100);
+    assert!(matches!(exit, denali_engine::Exit::Exception(e) if e.addr == MEM_SIZE as u32), "{exit:?}");
+    assert_eq!((vm.reg(ECX), vm.reg(EDI)), (2, MEM_SIZE as u32));
+}

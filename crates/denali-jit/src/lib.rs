@@ -25,6 +25,11 @@ impl Jit {
     pub fn new() -> Option<Jit> {
         None
     }
+
+    /// Always false: this host has no JIT backend.
+    pub fn available() -> bool {
+        false
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -61,6 +61,31 @@ fn once<const K: u8>(m: &mut Machine<'_>, size: u8) -> Result<(), Trap> {
     Ok(())
 }
 
+/// REP STOS forwards whose stored value is one byte repeated (`memset`, the common case),
+/// done as one fill for all the iterations the budget allows when they stay inside memory:
+/// exactly what that many iterations of [`once`] do, without a per-element call. Returns the
+/// iterations done (ECX and EDI updated); 0 when the loop must do them one by one.
+fn bulk_stos(m: &mut Machine<'_>, size: u8) -> u64 {
+    let value = m.regs[0] & super::machine::mask(size);
+    let byte = value.to_le_bytes()[0];
+    let repeated = (0..u32::from(size)).all(|i| (value >> (8 * i)) & 0xFF == u32::from(byte));
+    if m.eflags & DF != 0 || !repeated {
+        return 0;
+    }
+    let count = u64::from(m.regs[1]).min(m.left);
+    let len = count * u64::from(size);
+    let di = m.regs[7];
+    let (Ok(n), Ok(bytes)) = (u32::try_from(count), usize::try_from(len)) else { return 0 };
+    if count < 2 || u64::from(di) + len > u64::from(m.mem.size()) || m.mem.fill(di, bytes, byte).is_err() {
+        return 0;
+    }
+    #[allow(clippy::cast_possible_truncation, reason = "len <= memory size < 2^32")]
+    let advance = len as u32;
+    m.regs[7] = di.wrapping_add(advance);
+    m.regs[1] -= n;
+    count
+}
+
 /// A string instruction of kind `K`; `size` is the element size, `sub` the REP kind.
 pub(crate) fn string<const K: u8>(m: &mut Machine<'_>, op: &Op) -> Step {
     if op.sub == NO_REP {
@@ -68,7 +93,7 @@ pub(crate) fn string<const K: u8>(m: &mut Machine<'_>, op: &Op) -> Step {
         return Ok(Flow::Next);
     }
     let compares = K == CMPS || K == SCAS;
-    let mut done: u64 = 0;
+    let mut done: u64 = if K == STOS { bulk_stos(m, op.size) } else { 0 };
     while m.regs[1] != 0 {
         if done == m.left {
             m.left = 0;

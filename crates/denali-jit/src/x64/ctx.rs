@@ -11,15 +11,34 @@ pub(crate) const COUNT: i32 = 76;
 pub(crate) const FLAGS_SAVED: i32 = 80;
 pub(crate) const STOPPED: i32 = 84;
 pub(crate) const LEFT: i32 = 88;
-pub(crate) const TABLE: i32 = 96;
+pub(crate) const BUDGET_EXITS: i32 = 96;
 pub(crate) const RUNS: i32 = 104;
+pub(crate) const SAVED: i32 = 112;
+/// Offset of the chaining table from the start of [`State`] (right after the `Ctx`).
+pub(crate) const TABLE: i32 = 368;
 
 /// Slots of the chaining table (a power of two): `[tag, inner entry address]` pairs.
 pub(crate) const SLOTS: usize = 4096;
+/// Bits of a slot number; the slot is the top `SLOT_BITS` of the CRC-32C hash.
+const SLOT_BITS: u32 = SLOTS.trailing_zeros();
 
-/// The chaining-table slot of a guest address.
+/// The chaining-table slot of a guest address: the top bits of what the host's `crc32`
+/// instruction computes from accumulator 0 and data `eip` (CRC-32C). Generated code hashes
+/// indirect targets with that instruction (it touches no flag, unlike a multiply), so this
+/// function must match it bit for bit.
 pub(crate) fn slot(eip: u32) -> usize {
-    (eip.wrapping_mul(0x9E37_79B1) >> (32 - SLOTS.trailing_zeros())) as usize
+    // crc ^= data, then 32 reflected steps of the Castagnoli polynomial.
+    let mut crc = eip;
+    for _ in 0..32 {
+        crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+    }
+    (crc >> (32 - SLOT_BITS)) as usize
+}
+
+/// The tag of a live slot for `eip`: its bitwise complement, so that `eip + tag + 1` is zero
+/// exactly on a match (a flag-free `lea` test) and the empty tag 0 matches no guest address.
+pub(crate) fn tag(eip: u32) -> u64 {
+    !u64::from(eip)
 }
 
 /// Guest registers and the runtime's inputs and outputs of one block execution.
@@ -48,11 +67,39 @@ pub(crate) struct Ctx {
     pub stopped: u32,
     /// Budget left; each block entry takes its instruction count from it (or exits).
     pub left: u64,
-    /// Host address of the chaining table (`SLOTS` pairs of u64: guest address or `u64::MAX`,
-    /// host address of the block's inner entry).
-    pub table: u64,
+    /// Blocks whose inner entry found the budget too small (the run then stops).
+    pub budget_exits: u64,
     /// Blocks entered (outer or chained).
     pub runs: u64,
+    /// Operands instruction i of a block saves for a fixup its exits may apply (SHR's
+    /// original operand: the overflow flag is its top bit).
+    pub saved: Saved,
+}
+
+/// One u32 per instruction of the longest block.
+#[repr(transparent)]
+pub(crate) struct Saved(pub [u32; super::translate::MAX_BLOCK]);
+
+impl Default for Saved {
+    fn default() -> Saved {
+        Saved([0; super::translate::MAX_BLOCK])
+    }
+}
+
+/// What generated code reaches through `rdi`: the `Ctx`, then the chaining table, so that a
+/// lookup addresses its slot as `[rdi + TABLE + slot * 16]` with no extra register.
+#[repr(C)]
+pub(crate) struct State {
+    pub ctx: Ctx,
+    /// `SLOTS` pairs of u64: [`tag`] of the block's guest address (0: empty), host address of
+    /// the block's inner entry. Holds only live blocks.
+    pub table: [u64; 2 * SLOTS],
+}
+
+impl State {
+    pub fn new() -> Box<State> {
+        Box::new(State { ctx: Ctx::default(), table: [0; 2 * SLOTS] })
+    }
 }
 
 const _: () = {
@@ -66,6 +113,8 @@ const _: () = {
     assert!(std::mem::offset_of!(Ctx, flags_saved) == FLAGS_SAVED as usize);
     assert!(std::mem::offset_of!(Ctx, stopped) == STOPPED as usize);
     assert!(std::mem::offset_of!(Ctx, left) == LEFT as usize);
-    assert!(std::mem::offset_of!(Ctx, table) == TABLE as usize);
+    assert!(std::mem::offset_of!(Ctx, budget_exits) == BUDGET_EXITS as usize);
+    assert!(std::mem::offset_of!(Ctx, saved) == SAVED as usize);
+    assert!(std::mem::offset_of!(State, table) == TABLE as usize);
     assert!(std::mem::offset_of!(Ctx, runs) == RUNS as usize);
 };

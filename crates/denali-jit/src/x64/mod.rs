@@ -1,14 +1,17 @@
 //! The x86-64 backend: block cache, runtime loop and fallback to the interpreter.
 
 mod arena;
+mod checks;
 mod ctx;
+mod perf_map;
 mod translate;
 
 use arena::Arena;
-use ctx::Ctx;
+use ctx::{Ctx, State};
 use denali_abi::boot::PAGE_SIZE;
 use denali_engine::{Cpu, Engine, Exit, GuestMemory, Interpreter};
 use std::collections::HashMap;
+use std::time::Instant;
 
 const PAGE_SHIFT: u32 = PAGE_SIZE.trailing_zeros();
 /// The guest status flags (CF PF AF ZF SF OF) that live in host flags inside a block.
@@ -23,6 +26,11 @@ struct Entry {
     offset: usize,
     /// Guest instructions of the block; 0: run the interpreter for one instruction.
     count: u32,
+    /// The block's chaining-table slot and the host address of its inner entry.
+    slot: usize,
+    inner: u64,
+    /// Arena offset of the inner entry.
+    inner_offset: usize,
 }
 
 /// Cache counters, for benchmarks and tests.
@@ -30,8 +38,20 @@ struct Entry {
 pub struct JitStats {
     /// Blocks translated.
     pub translations: u64,
-    /// Translated blocks entered.
+    /// Guest instructions in the translated blocks.
+    pub translated_instructions: u64,
+    /// Nanoseconds spent translating (decode, validate, assemble, install).
+    pub compile_ns: u64,
+    /// Translated blocks entered, from the runtime or chained.
     pub block_runs: u64,
+    /// Blocks entered straight from another block (a hit in the chaining table, direct or
+    /// indirect), without returning to the runtime.
+    pub chain_hits: u64,
+    /// Runtime lookups of a guest address in the block cache (after an exit from generated
+    /// code or the interpreter).
+    pub lookups: u64,
+    /// Block entries refused because the rest of the budget was smaller than the block.
+    pub budget_exits: u64,
     /// Instructions run by the interpreter fallback.
     pub interpreted: u64,
     /// Whole-cache flushes.
@@ -49,16 +69,28 @@ pub struct Jit {
     by_page: AddrMap<Vec<u32>>,
     /// `GuestMemory::code_write_count` when this JIT last dropped written blocks.
     seen: u64,
-    /// The chaining table generated code jumps through (`ctx::SLOTS` pairs: guest address or
-    /// `u64::MAX`, host address of the block's inner entry). Holds only live blocks.
-    table: Box<[u64]>,
+    /// What generated code reads and writes: the `Ctx` of a run and the chaining table it
+    /// jumps through (holds only live blocks).
+    state: Box<State>,
     stats: JitStats,
+    /// The linkable direct exits (arena offsets of `jmp rel32` displacements) waiting for or
+    /// linked to each guest address; entries in dropped code stay until the next flush
+    /// (rewriting dead code is harmless, and the arena bounds them).
+    incoming: AddrMap<Vec<usize>>,
+    /// Where blocks are announced to `perf`, when `DENALI_JIT_PERF_MAP` is set.
+    perf_map: Option<perf_map::PerfMap>,
 }
 
 impl Jit {
-    /// A JIT, or `None` when this host lacks a CPU feature the generated code needs (BMI2).
+    /// Whether this host has the CPU features the generated code needs (BMI2 for the
+    /// flag-free shifts and rotates, SSE4.2 for the flag-free `crc32` hash).
+    pub fn available() -> bool {
+        std::is_x86_feature_detected!("bmi2") && std::is_x86_feature_detected!("sse4.2")
+    }
+
+    /// A JIT, or `None` when this host lacks a CPU feature the generated code needs.
     pub fn new() -> Option<Jit> {
-        if !std::is_x86_feature_detected!("bmi2") {
+        if !Jit::available() {
             return None;
         }
         Some(Jit {
@@ -67,8 +99,10 @@ impl Jit {
             blocks: AddrMap::default(),
             by_page: AddrMap::default(),
             seen: 0,
-            table: vec![u64::MAX; 2 * ctx::SLOTS].into_boxed_slice(),
+            state: State::new(),
             stats: JitStats::default(),
+            incoming: AddrMap::default(),
+            perf_map: perf_map::PerfMap::from_env(),
         })
     }
 
@@ -86,23 +120,33 @@ impl Jit {
         }
         self.seen = mem.code_write_count();
         let written: Vec<u32> = self.by_page.keys().copied().filter(|p| !mem.is_code_page(*p)).collect();
+        let mut unlink = Vec::new();
         for page in written {
             if let Some(starts) = self.by_page.remove(&page) {
                 for eip in starts {
                     if self.blocks.remove(&eip).is_some() {
                         self.stats.invalidations += 1;
+                        // Jumps linked to it fall through to the table lookup again.
+                        if let Some(fields) = self.incoming.get(&eip) {
+                            unlink.extend(fields.iter().map(|&f| (f, 0)));
+                        }
                     }
                     let at = 2 * ctx::slot(eip);
-                    if self.table[at] == u64::from(eip) {
-                        self.table[at] = u64::MAX;
+                    if self.state.table[at] == ctx::tag(eip) {
+                        self.state.table[at] = 0;
                     }
                 }
             }
         }
+        if self.arena.patch(&unlink).is_none() {
+            // The arena could not be rewritten: drop every block rather than keep a stale link.
+            self.flush();
+        }
     }
 
     fn flush(&mut self) {
-        self.table.fill(u64::MAX);
+        self.incoming.clear();
+        self.state.table.fill(0);
         self.blocks.clear();
         self.by_page.clear();
         self.arena.flush();
@@ -110,29 +154,50 @@ impl Jit {
     }
 
     fn lookup(&mut self, eip: u32, mem: &mut GuestMemory) -> Entry {
-        if let Some(e) = self.blocks.get(&eip) {
-            return *e;
+        self.stats.lookups += 1;
+        if let Some(e) = self.blocks.get(&eip).copied() {
+            if e.count > 0 {
+                // Two hot blocks may share a slot: the one the runtime is entering takes it.
+                self.state.table[2 * e.slot] = ctx::tag(eip);
+                self.state.table[2 * e.slot + 1] = e.inner;
+            }
+            return e;
         }
         if self.blocks.len() >= MAX_ENTRIES {
             self.flush();
         }
+        let started = Instant::now();
+        let entry = self.translate(eip, mem);
+        self.stats.compile_ns += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        entry
+    }
+
+    /// Translates and installs the block at `eip` (or records that the interpreter runs it).
+    fn translate(&mut self, eip: u32, mem: &mut GuestMemory) -> Entry {
         let t = translate::translate(eip, mem);
-        let mut entry = Entry { offset: 0, count: 0 };
+        let mut entry = Entry { offset: 0, count: 0, slot: 0, inner: 0, inner_offset: 0 };
         if t.count > 0 {
-            let offset = match self.arena.insert(&t.code) {
-                Some(o) => Some(o),
-                None => {
-                    self.flush();
-                    self.arena.insert(&t.code)
-                }
-            };
-            if let Some(offset) = offset {
-                entry = Entry { offset, count: t.count };
+            if self.arena.next_offset(t.code.len()).is_none() {
+                self.flush();
+            }
+            let offset = self.arena.next_offset(t.code.len()).and_then(|at| {
+                let patches = self.link(eip, at, &t);
+                self.arena.insert(&t.code, &patches)
+            });
+            if offset.is_none() {
+                // The mapping failed: nothing may point into it any more.
+                self.flush();
+            }
+            if let (Some(offset), Some(base)) = (offset, self.arena.base()) {
+                let slot = ctx::slot(eip);
+                let inner_offset = offset + t.inner;
+                entry = Entry { offset, count: t.count, slot, inner: base + inner_offset as u64, inner_offset };
                 self.stats.translations += 1;
-                if let Some(base) = self.arena.base() {
-                    let at = 2 * ctx::slot(eip);
-                    self.table[at] = u64::from(eip);
-                    self.table[at + 1] = base + (offset + t.inner) as u64;
+                self.stats.translated_instructions += u64::from(t.count);
+                self.state.table[2 * slot] = ctx::tag(eip);
+                self.state.table[2 * slot + 1] = entry.inner;
+                if let Some(map) = &mut self.perf_map {
+                    map.record(base + offset as u64, t.code.len(), eip);
                 }
                 // The translation depends on these bytes: a store to them must drop it.
                 for page in (eip >> PAGE_SHIFT)..=(t.last_byte >> PAGE_SHIFT) {
@@ -148,14 +213,33 @@ impl Jit {
         entry
     }
 
+    /// Records the direct exits of `t` (to be inserted at arena offset `at`) and returns the
+    /// patches that link them to blocks already translated, and link the exits already
+    /// waiting for `eip` to it.
+    fn link(&mut self, eip: u32, at: usize, t: &translate::Translation) -> Vec<arena::Patch> {
+        let mut patches = Vec::new();
+        for &(field, target) in &t.links {
+            let field = at + field;
+            self.incoming.entry(target).or_default().push(field);
+            if let Some(e) = self.blocks.get(&target).filter(|e| e.count > 0) {
+                patches.push((field, rel32(field, e.inner_offset)));
+            }
+        }
+        if let Some(waiting) = self.incoming.get(&eip) {
+            patches.extend(waiting.iter().map(|&field| (field, rel32(field, at + t.inner))));
+        }
+        patches
+    }
+
     /// Runs translated code from the block `entry` (chained blocks follow while the budget
     /// `left` lasts); returns the instructions retired and whether it stopped before an
     /// instruction the interpreter must run.
     fn exec(&mut self, entry: Entry, cpu: &mut Cpu, mem: &mut GuestMemory, left: u64) -> (u64, bool) {
-        let given = left.min(i64::MAX as u64);
-        let mut ctx = Ctx {
+        // Generated code keeps the budget in a register and tests its sign through the high
+        // dword, so a run gets at most 2^31 - 1 instructions (the loop gives the rest later).
+        let given = left.min(i32::MAX as u64);
+        self.state.ctx = Ctx {
             left: given,
-            table: self.table.as_ptr() as u64,
             regs: cpu.regs,
             flags_in: u64::from((cpu.eflags & STATUS) | 2),
             mem_base: mem.host_base() as u64,
@@ -163,8 +247,12 @@ impl Jit {
             code_pages: mem.code_page_table() as u64,
             ..Ctx::default()
         };
-        self.arena.call(entry.offset, &mut ctx);
+        self.arena.call(entry.offset, &mut self.state);
+        let ctx = &self.state.ctx;
         self.stats.block_runs += ctx.runs;
+        // Every block entry but the first came through the chaining table.
+        self.stats.chain_hits += ctx.runs.saturating_sub(1);
+        self.stats.budget_exits += ctx.budget_exits;
         cpu.regs = ctx.regs;
         cpu.eip = ctx.eip;
         if ctx.flags_saved != 0 {
@@ -176,6 +264,16 @@ impl Jit {
         cpu.instructions += done;
         (done, ctx.stopped != 0)
     }
+}
+
+/// The rel32 displacement of a `jmp` whose displacement field is at `field`, to `target`
+/// (arena offsets; the arena is far smaller than 2 GiB).
+fn rel32(field: usize, target: usize) -> i32 {
+    #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation, reason = "offsets below ARENA_SIZE")]
+    let rel = target as i64 - (field as i64 + 4);
+    #[allow(clippy::cast_possible_truncation, reason = "|rel| < ARENA_SIZE")]
+    let rel = rel as i32;
+    rel
 }
 
 /// Whether the instruction at `eip` is a string instruction with a REP prefix.

@@ -10,19 +10,23 @@
 //! | r12 r13 r14 r15 | guest ESP EBP ESI EDI |
 //! | rdi | the `Ctx` pointer |
 //! | rbp | host address of guest address 0 |
-//! | r9 | 2^32 - memory size (bounds checks) |
+//! | r9 | blocks entered in this run (`Ctx::runs`) |
 //! | r10 | the code-page table (one byte per page) |
-//! | r11 | 12, the page shift (for `shrx`) |
+//! | r11 | the budget left (`Ctx::left`, below 2^31) |
 //! | r8 | guest address of the current access (zero-extended) |
 //! | rcx | scratch of the flag-free checks (`jrcxz`) |
 //!
 //! Every 32-bit guest register is kept zero-extended in its host register.
 
+use super::checks::{self, Access, Check, Effect};
 use super::ctx;
 use denali_engine::GuestMemory;
 use dynasmrt::x64::X64Relocation;
-use dynasmrt::{DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
-use iced_x86::{Code, ConditionCode, Encoder, Instruction, MemoryOperand, Mnemonic, OpKind, Register, RflagsBits};
+use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
+use iced_x86::{
+    Code, ConditionCode, Encoder, Instruction, InstructionInfoFactory, MemoryOperand, Mnemonic, OpAccess, OpKind,
+    Register, RflagsBits,
+};
 
 /// Longest block, in guest instructions.
 pub(crate) const MAX_BLOCK: usize = 64;
@@ -40,6 +44,9 @@ pub(crate) struct Translation {
     pub last_byte: u32,
     /// Offset of the inner entry (budget check; guest state already in host registers/flags).
     pub inner: usize,
+    /// Direct exits the runtime may link: the offset of a `jmp rel32`'s displacement (0 until
+    /// linked: it falls through to the table lookup) and the guest target.
+    pub links: Vec<(usize, u32)>,
 }
 
 /// What a translated guest instruction is.
@@ -58,11 +65,16 @@ enum Kind {
     Jcc(u32, u8),
     Call(u32),
     Ret(u16),
+    /// `jmp r/m32`: the target is in this host register, or in memory at the `lea` address.
+    JmpInd(Option<u8>),
+    /// `call r/m32`, likewise.
+    CallInd(Option<u8>),
 }
 
 impl Kind {
     fn ends_block(self) -> bool {
-        matches!(self, Kind::Jmp(_) | Kind::Jcc(..) | Kind::Call(_) | Kind::Ret(_))
+        // A JCC does not end its block: the taken arm is a side exit, the block goes on.
+        matches!(self, Kind::Jmp(_) | Kind::Call(_) | Kind::Ret(_) | Kind::JmpInd(_) | Kind::CallInd(_))
     }
 
     /// Whether the instruction may leave the block before it runs (a failed check).
@@ -75,6 +87,8 @@ impl Kind {
                 | Kind::PopReg(_)
                 | Kind::Call(_)
                 | Kind::Ret(_)
+                | Kind::JmpInd(_)
+                | Kind::CallInd(_)
         )
     }
 }
@@ -98,6 +112,11 @@ struct Cand {
     fixed: u32,
     /// The count is CL (copied to host CL first; a zero count changes nothing).
     count_cl: bool,
+    /// Guest registers (bit n: register n in encoding order) the instruction may write.
+    writes: u8,
+    /// Its guest memory accesses, and what it does to address registers (for merged checks).
+    accesses: Vec<Access>,
+    effect: Effect,
 }
 
 /// The interpreter's values for flags an instruction leaves undefined (see
@@ -365,6 +384,15 @@ fn classify_inner(ins: &Instruction) -> Option<(Kind, Vec<u8>, Vec<u8>)> {
         Code::Jmp_rel8_32 | Code::Jmp_rel32_32 => return Some((Kind::Jmp(near_target(ins)?), Vec::new(), Vec::new())),
         Code::Call_rel32_32 => return Some((Kind::Call(near_target(ins)?), Vec::new(), Vec::new())),
         Code::Retnd => return Some((Kind::Ret(0), Vec::new(), Vec::new())),
+        Code::Jmp_rm32 | Code::Call_rm32 => {
+            let (reg, lea) = match ins.op0_kind() {
+                OpKind::Register => (Some(HOST[guest_num(ins.op0_register())?]), Vec::new()),
+                OpKind::Memory => (None, address_lea(ins)?),
+                _ => return None,
+            };
+            let kind = if ins.code() == Code::Jmp_rm32 { Kind::JmpInd(reg) } else { Kind::CallInd(reg) };
+            return Some((kind, Vec::new(), lea));
+        }
         Code::Retnd_imm16 => return Some((Kind::Ret(ins.immediate16()), Vec::new(), Vec::new())),
         Code::Nopd | Code::Nopw | Code::Nop_rm32 | Code::Nop_rm16 => return Some((Kind::Nop, Vec::new(), Vec::new())),
         _ => {}
@@ -454,6 +482,7 @@ fn classify_inner(ins: &Instruction) -> Option<(Kind, Vec<u8>, Vec<u8>)> {
 /// Decodes the candidate instructions of the block at `start` (inside memory).
 fn candidates(start: u32, mem: &GuestMemory) -> Vec<Cand> {
     let mut out = Vec::new();
+    let mut info = InstructionInfoFactory::new();
     let mut ip = start;
     while out.len() < MAX_BLOCK {
         let Ok(window) = mem.fetch_window(ip, 15) else { break };
@@ -479,6 +508,10 @@ fn candidates(start: u32, mem: &GuestMemory) -> Vec<Cand> {
             };
         }
         let mut read = ins.rflags_read() & STATUS;
+        if matches!(kind, Kind::Jcc(..)) {
+            // Its taken arm leaves the block: every flag is live there.
+            read = STATUS;
+        }
         if count_cl {
             // A zero count leaves the flags as they were.
             read |= modified;
@@ -487,13 +520,179 @@ fn candidates(start: u32, mem: &GuestMemory) -> Vec<Cand> {
         if fix.is_some() {
             undefined = 0;
         }
-        out.push(Cand { eip: ip, next, kind, body, lea, read, modified, undefined, fix, fixed, count_cl });
+        let writes = written_registers(&mut info, &ins);
+        let accesses = accesses_of(&ins, kind);
+        let effect = Effect { writes, adjust: adjustment(&ins, kind), barrier: matches!(kind, Kind::Jcc(..)) };
+        out.push(Cand {
+            eip: ip,
+            next,
+            kind,
+            body,
+            lea,
+            read,
+            modified,
+            undefined,
+            fix,
+            fixed,
+            count_cl,
+            writes,
+            accesses,
+            effect,
+        });
         if kind.ends_block() || next < ip {
             break;
         }
         ip = next;
     }
     out
+}
+
+/// The guest memory accesses of a translated instruction, in the terms of `checks`.
+fn accesses_of(ins: &Instruction, kind: Kind) -> Vec<Access> {
+    let stack = |disp, write| Access { base: Some(checks::ESP), index: None, scale: 1, disp, size: 4, write };
+    #[allow(clippy::cast_possible_wrap, reason = "a disp32 is sign-extended")]
+    let operand = |size, write| Access {
+        base: guest_num(ins.memory_base()),
+        index: guest_num(ins.memory_index()),
+        scale: ins.memory_index_scale(),
+        disp: ins.memory_displacement32() as i32,
+        size,
+        write,
+    };
+    match kind {
+        Kind::Generic { mem: Some((size, write)) } => vec![operand(size, write)],
+        Kind::Generic { mem: None } | Kind::Nop | Kind::Jmp(_) | Kind::Jcc(..) | Kind::JmpInd(Some(_)) => Vec::new(),
+        Kind::PushReg(_) | Kind::PushImm(_) | Kind::Call(_) | Kind::CallInd(Some(_)) => vec![stack(-4, true)],
+        Kind::PopReg(_) | Kind::Ret(_) => vec![stack(0, false)],
+        Kind::JmpInd(None) => vec![operand(4, false)],
+        Kind::CallInd(None) => vec![operand(4, false), stack(-4, true)],
+    }
+}
+
+/// The register a translated instruction changes by a constant, if it writes one that way.
+fn adjustment(ins: &Instruction, kind: Kind) -> Option<(usize, i32)> {
+    match kind {
+        Kind::PushReg(_) | Kind::PushImm(_) | Kind::Call(_) | Kind::CallInd(_) => return Some((checks::ESP, -4)),
+        Kind::PopReg(r) => return (r != HOST[checks::ESP]).then_some((checks::ESP, 4)),
+        Kind::Generic { mem: None } => {}
+        _ => return None,
+    }
+    if ins.op0_kind() != OpKind::Register {
+        return None;
+    }
+    let r = guest_num(ins.op0_register())?;
+    #[allow(clippy::cast_possible_truncation, reason = "32-bit immediates; the guest wraps at 2^32 too")]
+    let imm = || ins.immediate(1) as i32;
+    match ins.code() {
+        Code::Add_rm32_imm8 | Code::Add_rm32_imm32 | Code::Add_EAX_imm32 => Some((r, imm())),
+        Code::Sub_rm32_imm8 | Code::Sub_rm32_imm32 | Code::Sub_EAX_imm32 => Some((r, imm().wrapping_neg())),
+        Code::Inc_r32 | Code::Inc_rm32 => Some((r, 1)),
+        Code::Dec_r32 | Code::Dec_rm32 => Some((r, -1)),
+        Code::Lea_r32_m if guest_num(ins.memory_base()) == Some(r) && ins.memory_index() == Register::None =>
+        {
+            #[allow(clippy::cast_possible_wrap, reason = "a disp32 is sign-extended")]
+            Some((r, ins.memory_displacement32() as i32))
+        }
+        _ => None,
+    }
+}
+
+/// The guest registers (bit per register number) `ins` may write, implicitly or not.
+fn written_registers(info: &mut InstructionInfoFactory, ins: &Instruction) -> u8 {
+    let mut mask = 0;
+    for used in info.info(ins).used_registers() {
+        let writes = matches!(
+            used.access(),
+            OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+        );
+        if writes {
+            // Unknown registers (none in the subset) count as all of them.
+            mask |= guest_num(used.register().full_register32()).map_or(0xFF, |n| 1 << n);
+        }
+    }
+    mask
+}
+
+/// Where the fixup of each instruction's undefined flags goes: `eager[i]` when instruction
+/// `i` must fix them right after it runs (they are read, or live at the block's end), and
+/// `deferred[l]` lists the fixups the exits before instruction `l` must apply instead (the
+/// flags are overwritten before any read, so only a failed check can observe them). Moving
+/// the fixup (`pushfq`/`popfq`, slow) off the path that runs is what makes a multiply or a
+/// shift followed by a checked access cheap.
+fn place_fixups(c: &[Cand]) -> (Vec<bool>, Vec<Vec<Deferred>>) {
+    let mut eager = vec![false; c.len()];
+    let mut deferred = vec![Vec::new(); c.len()];
+    for (i, cand) in c.iter().enumerate() {
+        let Some(fix) = cand.fix else { continue };
+        if flags_dead(cand.fixed, &c[i + 1..]) {
+            continue;
+        }
+        match defer_points(cand, fix, &c[i + 1..]) {
+            Some(points) => {
+                for p in points {
+                    deferred[i + 1 + p].push(Deferred { fix, index: i });
+                }
+            }
+            None => eager[i] = true,
+        }
+    }
+    (eager, deferred)
+}
+
+/// The exits (indices into `rest`) at which the fixup of `first` can run instead of right
+/// after it: its flags must be overwritten before any read and before the block ends, and
+/// between `first` and each such exit no instruction may touch a status flag or the fixed-up
+/// register (the fixup recomputes the flags from that register and the current flags).
+fn defer_points(first: &Cand, fix: Fixup, rest: &[Cand]) -> Option<Vec<usize>> {
+    // A zero CL count leaves the flags alone, and then so must the exit.
+    if first.count_cl {
+        return None;
+    }
+    // SHR's fixup needs only the original operand, which it saves in the Ctx; the others are
+    // computed from the result register (a memory operand's address, r8, does not survive).
+    let guest = if fix.op == FixOp::Shr { None } else { Some(guest_of_host(fix.dst?)?) };
+    let mut points = Vec::new();
+    let mut left = first.fixed;
+    let mut clean = true;
+    for (l, later) in rest.iter().enumerate() {
+        if later.read & left != 0 {
+            return None;
+        }
+        if later.kind.may_exit_before() {
+            if !clean {
+                return None;
+            }
+            points.push(l);
+        }
+        left &= !later.modified;
+        if left == 0 {
+            return Some(points);
+        }
+        clean &= later.modified == 0 && guest.is_none_or(|g| later.writes & (1 << g) == 0);
+    }
+    None
+}
+
+/// A fixup moved to the exits: that of instruction `index`.
+#[derive(Clone, Copy)]
+struct Deferred {
+    fix: Fixup,
+    index: usize,
+}
+
+/// The guest register number of a host register operand (any size).
+fn guest_of_host(reg: Register) -> Option<usize> {
+    Some(match reg.full_register() {
+        Register::RAX => 0,
+        Register::RSI => 1,
+        Register::RDX => 2,
+        Register::RBX => 3,
+        Register::R12 => 4,
+        Register::R13 => 5,
+        Register::R14 => 6,
+        Register::R15 => 7,
+        _ => return None,
+    })
 }
 
 /// Length of the longest prefix whose undefined flags are all dead (overwritten before being
@@ -541,67 +740,131 @@ fn set_exit(a: &mut Asm, eip: u32, refund: u32) {
 }
 
 /// Exit before instruction `index` of `n` at `eip`, which the interpreter must run.
-fn stop_exit(a: &mut Asm, eip: u32, index: u32, n: u32) {
+fn stop_exit(a: &mut Asm, eip: u32, index: u32, n: u32, fixups: &[Deferred]) {
+    for d in fixups {
+        if d.fix.op == FixOp::Shr {
+            // OF = MSB of the original operand (saved in the Ctx), AF = 0.
+            let saved = saved_slot(d.index);
+            dynasm!(a
+                ; .arch x64
+                ; pushfq
+                ; mov ecx, DWORD [rdi + saved]
+                ; shr ecx, 31
+                ; shl ecx, 11
+                ; and QWORD [rsp], -0x811
+                ; or [rsp], rcx
+                ; popfq
+            );
+        } else {
+            // Cannot fail: deferred fixups of the other kinds are those of registers, which
+            // encode.
+            let _ = fix_after(a, d.fix);
+        }
+    }
     set_exit(a, eip, n - index);
     dynasm!(a ; .arch x64 ; mov DWORD [rdi + ctx::STOPPED], 1 ; jmp ->exit);
 }
 
 /// Leaves the block for the direct target `target`: straight into its translation when the
-/// chaining table holds it (its inner entry checks the budget), else to the runtime. Host
-/// flags hold the guest flags. Touches no host flag.
-fn chain(a: &mut Asm, target: u32, mem_size: u32) {
-    set_exit(a, target, 0);
+/// chaining table holds it (its inner entry checks the budget), else to the runtime. A jump to
+/// the block's own start goes to its inner entry `own` directly. Host flags hold the guest
+/// flags. Touches no host flag.
+fn chain(a: &mut Asm, target: u32, mem_size: u32, own: (u32, DynamicLabel), links: &mut Vec<(usize, u32)>) {
+    if target == own.0 {
+        dynasm!(a ; .arch x64 ; jmp =>own.1);
+        return;
+    }
     if target >= mem_size || target >= 1 << 31 {
+        set_exit(a, target, 0);
         dynasm!(a ; .arch x64 ; jmp ->exit);
         return;
     }
     #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation, reason = "below 2^31; slots * 16 < 2^31")]
-    let (t, at) = (target as i32, (ctx::slot(target) * 16) as i32);
+    let (t, at) = (target as i32, ctx::TABLE + (ctx::slot(target) * 16) as i32);
+    // The link: `jmp rel32` to the next instruction until the runtime points it at the
+    // target's inner entry (and back when that block is dropped).
+    a.extend([0xE9, 0, 0, 0, 0].iter());
+    links.push((a.offset().0 - 4, target));
+    // The tag is !target, so tag + target + 1 wraps to zero exactly on a match.
     dynasm!(a
         ; .arch x64
-        ; mov r8, QWORD [rdi + ctx::TABLE]
-        ; mov rcx, QWORD [r8 + at]
-        ; lea rcx, [rcx - t]
+        ; mov rcx, QWORD [rdi + at]
+        ; lea rcx, [rcx + t + 1]
+        ; jrcxz >hit
+    );
+    set_exit(a, target, 0);
+    dynasm!(a
+        ; .arch x64
+        ; jmp ->exit
+        ; hit:
+        ; jmp QWORD [rdi + at + 8]
+    );
+}
+
+/// Leaves the block for the guest address in ecx (an indirect branch or a return): into its
+/// translation when the chaining table holds it, else to the runtime, which looks it up (and
+/// raises whatever an invalid target raises). Hashes with `crc32` (see `ctx::slot`); touches
+/// no host flag.
+fn chain_indirect(a: &mut Asm) {
+    dynasm!(a
+        ; .arch x64
+        ; mov DWORD [rdi + ctx::EIP], ecx
+        ; mov DWORD [rdi + ctx::COUNT], 0
+        ; mov r8d, 0
+        ; crc32 r8d, ecx
+        ; rorx r8, r8, 20
+        ; mov r8d, r8d
+        ; lea r8, [r8 * 8]
+        ; push r9
+        ; mov r9, QWORD [rdi + r8 * 2 + ctx::TABLE]
+        ; lea rcx, [rcx + r9 + 1]
+        ; pop r9
         ; jrcxz >hit
         ; jmp ->exit
         ; hit:
-        ; jmp QWORD [r8 + at + 8]
+        ; jmp QWORD [rdi + r8 * 2 + ctx::TABLE + 8]
     );
 }
 
 /// Leaves the block with the state before instruction `index` (at `eip`) unless the access
 /// `r8 .. r8 + size` lies inside memory, and, for a store, touches no page holding cached code.
 /// Touches no host flag.
-fn emit_checks(a: &mut Asm, size: u32, write: bool, eip: u32, index: u32, n: u32) {
+fn emit_checks(a: &mut Asm, size: u32, write: bool, stop: DynamicLabel) {
     let last = (size - 1) as i32;
     dynasm!(a
         ; .arch x64
-        ; lea rcx, [r8 + r9 + last]
+        ; mov rcx, QWORD [rdi + ctx::LIMIT]
+        ; lea rcx, [r8 + rcx + last]
         ; rorx rcx, rcx, 32
         ; mov ecx, ecx
         ; jrcxz >inside
     );
-    stop_exit(a, eip, index, n);
-    dynasm!(a ; .arch x64 ; inside:);
+    dynasm!(a ; .arch x64 ; jmp =>stop ; inside:);
     if write {
-        let ends = if size > 1 { vec![0, last] } else { vec![0] };
-        for off in ends {
-            dynasm!(a
-                ; .arch x64
-                ; lea ecx, [r8 + off]
-                ; shrx ecx, ecx, r11d
-                ; movzx ecx, BYTE [r10 + rcx]
-                ; jrcxz >data
-            );
-            stop_exit(a, eip, index, n);
-            dynasm!(a ; .arch x64 ; data:);
-        }
+        // The byte of the first page is non-zero when that page or the next holds cached
+        // code, and `size` is at most a page: one look covers every page the store touches.
+        debug_assert!(size <= 4096);
+        dynasm!(a
+            ; .arch x64
+            ; rorx rcx, r8, 12
+            ; mov ecx, ecx
+            ; movzx ecx, BYTE [r10 + rcx]
+            ; jrcxz >data
+            ; jmp =>stop
+            ; data:
+        );
     }
 }
 
 /// Translates the block at `start`, which lies inside memory.
 pub(crate) fn translate(start: u32, mem: &GuestMemory) -> Translation {
-    translate_checked(start, mem).unwrap_or(Translation { code: Vec::new(), count: 0, last_byte: start, inner: 0 })
+    translate_checked(start, mem).unwrap_or(Translation {
+        code: Vec::new(),
+        count: 0,
+        last_byte: start,
+        inner: 0,
+        links: Vec::new(),
+    })
 }
 
 fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
@@ -621,9 +884,9 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
         ; push r14
         ; push r15
         ; mov rbp, QWORD [rdi + ctx::MEM_BASE]
-        ; mov r9, QWORD [rdi + ctx::LIMIT]
+        ; mov r9, QWORD [rdi + ctx::RUNS]
         ; mov r10, QWORD [rdi + ctx::CODE_PAGES]
-        ; mov r11d, 12
+        ; mov r11, QWORD [rdi + ctx::LEFT]
         ; mov eax, DWORD [rdi]
         ; mov esi, DWORD [rdi + 4]
         ; mov edx, DWORD [rdi + 8]
@@ -641,38 +904,57 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
     let mem_size = mem.size();
     // Inner entry: take the block's instructions from the budget, or stop before it.
     let inner = a.offset().0;
+    let own = (start, a.new_dynamic_label());
     #[allow(clippy::cast_possible_wrap, reason = "at most MAX_BLOCK instructions")]
     let n32 = n as i32;
     dynasm!(a
         ; .arch x64
-        ; mov r8, QWORD [rdi + ctx::LEFT]
-        ; lea r8, [r8 - n32]
-        ; mov ecx, 63
-        ; shrx rcx, r8, rcx
+        ; =>own.1
+        // left < 2^31, so left - n is negative exactly when its high dword is not zero.
+        ; lea r11, [r11 - n32]
+        ; rorx rcx, r11, 32
+        ; mov ecx, ecx
         ; jrcxz >go
+        ; lea r11, [r11 + n32]
+        ; mov rcx, QWORD [rdi + ctx::BUDGET_EXITS]
+        ; lea rcx, [rcx + 1]
+        ; mov QWORD [rdi + ctx::BUDGET_EXITS], rcx
     );
     set_exit(&mut a, start, 0);
     dynasm!(a
         ; .arch x64
         ; jmp ->exit
         ; go:
-        ; mov QWORD [rdi + ctx::LEFT], r8
-        ; mov rcx, QWORD [rdi + ctx::RUNS]
-        ; lea rcx, [rcx + 1]
-        ; mov QWORD [rdi + ctx::RUNS], rcx
+        ; lea r9, [r9 + 1]
     );
+    let (eager, deferred) = place_fixups(&c);
+    let plan = {
+        let accesses: Vec<Vec<Access>> = c.iter().map(|x| x.accesses.clone()).collect();
+        let effects: Vec<Effect> = c.iter().map(|x| x.effect).collect();
+        checks::plan(&accesses, &effects)
+    };
+    let mut stops = Vec::new();
+    let mut sides = Vec::new();
+    let mut links = Vec::new();
     let mut ended = false;
     for (i, cand) in c.iter().enumerate() {
-        #[allow(clippy::cast_possible_truncation, reason = "at most MAX_BLOCK instructions")]
-        let index = i as u32;
+        // Where a failed check goes: out of line, after the block's body, so that the checks
+        // that pass (all but never) run through dense code.
+        if !plan[i].is_empty() {
+            let stop = a.new_dynamic_label();
+            stops.push((stop, i));
+            for check in &plan[i] {
+                a.extend(check_lea(check)?.iter());
+                emit_checks(&mut a, check.span, check.write, stop);
+            }
+        }
         match cand.kind {
             Kind::Nop => {}
             Kind::Generic { mem } => {
-                if let Some((size, write)) = mem {
+                if mem.is_some() {
                     a.extend(cand.lea.iter());
-                    emit_checks(&mut a, size, write, cand.eip, index, n);
                 }
-                let fix = cand.fix.filter(|_| !flags_dead(cand.fixed, &c[i + 1..]));
+                let fix = cand.fix.filter(|_| eager[i]);
                 let skip = a.new_dynamic_label();
                 if cand.count_cl {
                     // rcx = ECX << 59 is zero exactly when the count (CL & 31) is.
@@ -686,6 +968,9 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
                 }
                 if let Some(f) = fix {
                     fix_before(&mut a, f)?;
+                } else if let Some(f) = cand.fix.filter(|f| f.op == FixOp::Shr && deferred_any(&deferred, i)) {
+                    // SHR's fixup moved to the exits: they need the original operand.
+                    save_original(&mut a, f, i)?;
                 }
                 a.extend(cand.body.iter());
                 if let Some(f) = fix {
@@ -694,18 +979,17 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
                 dynasm!(a ; .arch x64 ; =>skip);
             }
             Kind::PushReg(r) => {
-                push_prologue(&mut a, cand.eip, index, n);
+                dynasm!(a ; .arch x64 ; lea r8d, [r12 - 4]);
                 dynasm!(a ; .arch x64 ; mov DWORD [rbp + r8], Rd(r) ; mov r12d, r8d);
             }
             Kind::PushImm(v) => {
-                push_prologue(&mut a, cand.eip, index, n);
+                dynasm!(a ; .arch x64 ; lea r8d, [r12 - 4]);
                 #[allow(clippy::cast_possible_wrap, reason = "the dword's bits")]
                 let v = v as i32;
                 dynasm!(a ; .arch x64 ; mov DWORD [rbp + r8], v ; mov r12d, r8d);
             }
             Kind::PopReg(r) => {
                 dynasm!(a ; .arch x64 ; mov r8d, r12d);
-                emit_checks(&mut a, 4, false, cand.eip, index, n);
                 if r == 12 {
                     dynasm!(a ; .arch x64 ; mov r12d, DWORD [rbp + r8]);
                 } else {
@@ -713,45 +997,84 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
                 }
             }
             Kind::Jmp(target) => {
-                chain(&mut a, target, mem_size);
+                chain(&mut a, target, mem_size, own, &mut links);
                 ended = true;
             }
             Kind::Call(target) => {
-                push_prologue(&mut a, cand.eip, index, n);
+                dynasm!(a ; .arch x64 ; lea r8d, [r12 - 4]);
                 #[allow(clippy::cast_possible_wrap, reason = "the return address's bits")]
                 let ret = cand.next as i32;
                 dynasm!(a ; .arch x64 ; mov DWORD [rbp + r8], ret ; mov r12d, r8d);
-                chain(&mut a, target, mem_size);
+                chain(&mut a, target, mem_size, own, &mut links);
                 ended = true;
             }
             Kind::Ret(pop) => {
                 let adjust = 4 + i32::from(pop);
-                dynasm!(a ; .arch x64 ; mov r8d, r12d);
-                emit_checks(&mut a, 4, false, cand.eip, index, n);
                 dynasm!(a
                     ; .arch x64
-                    ; mov ecx, DWORD [rbp + r8]
+                    ; mov ecx, DWORD [r12 + rbp]
                     ; lea r12d, [r12 + adjust]
-                    ; mov DWORD [rdi + ctx::EIP], ecx
-                    ; mov DWORD [rdi + ctx::COUNT], 0
-                    ; jmp ->exit
                 );
+                chain_indirect(&mut a);
                 ended = true;
+            }
+            Kind::JmpInd(reg) | Kind::CallInd(reg) => {
+                // The target first (from the register or memory before the push).
+                match reg {
+                    Some(r) => dynasm!(a ; .arch x64 ; mov ecx, Rd(r)),
+                    None => {
+                        a.extend(cand.lea.iter());
+                        dynasm!(a ; .arch x64 ; mov ecx, DWORD [rbp + r8]);
+                    }
+                }
+                if matches!(cand.kind, Kind::CallInd(_)) {
+                    #[allow(clippy::cast_possible_wrap, reason = "the return address's bits")]
+                    let ret = cand.next as i32;
+                    dynasm!(a
+                        ; .arch x64
+                        ; lea r8d, [r12 - 4]
+                        ; mov DWORD [rbp + r8], ret
+                        ; mov r12d, r8d
+                    );
+                }
+                chain_indirect(&mut a);
+                ended = true;
+            }
+            Kind::Jcc(target, cc) if i + 1 < c.len() => {
+                // A side exit: the taken arm (out of line) gives back the instructions after
+                // the JCC and chains; the block goes on.
+                let side = a.new_dynamic_label();
+                jcc_to(&mut a, cc, side);
+                #[allow(clippy::cast_possible_truncation, reason = "at most MAX_BLOCK instructions")]
+                let after = (c.len() - i - 1) as u32;
+                sides.push((side, target, after));
             }
             Kind::Jcc(target, cc) => {
                 // j<!cc> over a rel32 jmp to the taken arm; each arm chains.
                 let taken = a.new_dynamic_label();
                 a.extend([0x70 | (cc ^ 1), 5].iter());
                 dynasm!(a ; .arch x64 ; jmp =>taken);
-                chain(&mut a, cand.next, mem_size);
+                chain(&mut a, cand.next, mem_size, own, &mut links);
                 dynasm!(a ; .arch x64 ; =>taken);
-                chain(&mut a, target, mem_size);
+                chain(&mut a, target, mem_size, own, &mut links);
                 ended = true;
             }
         }
     }
     if !ended {
-        chain(&mut a, c[c.len() - 1].next, mem_size);
+        chain(&mut a, c[c.len() - 1].next, mem_size, own, &mut links);
+    }
+    for (side, target, after) in sides {
+        #[allow(clippy::cast_possible_wrap, reason = "at most MAX_BLOCK instructions")]
+        let after = after as i32;
+        dynasm!(a ; .arch x64 ; =>side ; lea r11, [r11 + after]);
+        chain(&mut a, target, mem_size, own, &mut links);
+    }
+    for (stop, i) in stops {
+        #[allow(clippy::cast_possible_truncation, reason = "at most MAX_BLOCK instructions")]
+        let index = i as u32;
+        dynasm!(a ; .arch x64 ; =>stop);
+        stop_exit(&mut a, c[i].eip, index, n, &deferred[i]);
     }
     dynasm!(a
         ; .arch x64
@@ -761,7 +1084,9 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
         ; mov QWORD [rdi + ctx::FLAGS_OUT], rcx
         ; mov DWORD [rdi + ctx::FLAGS_SAVED], 1
         ; mov ecx, DWORD [rdi + ctx::COUNT]
-        ; add QWORD [rdi + ctx::LEFT], rcx
+        ; lea r11, [r11 + rcx]
+        ; mov QWORD [rdi + ctx::LEFT], r11
+        ; mov QWORD [rdi + ctx::RUNS], r9
         ; mov DWORD [rdi], eax
         ; mov DWORD [rdi + 4], esi
         ; mov DWORD [rdi + 8], edx
@@ -780,7 +1105,7 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
     );
     let last_byte = c[c.len() - 1].next.wrapping_sub(1);
     let code = a.finalize().ok()?;
-    Some(Translation { code, count: n, last_byte, inner })
+    Some(Translation { code, count: n, last_byte, inner, links })
 }
 
 fn enc2(code: Code, x: Register, y: Register) -> Option<Vec<u8>> {
@@ -872,8 +1197,69 @@ fn fix_after(a: &mut Asm, f: Fixup) -> Option<()> {
     Some(())
 }
 
-/// `r8 = ESP - 4`, checked for a 4-byte store.
-fn push_prologue(a: &mut Asm, eip: u32, index: u32, n: u32) {
-    dynasm!(a ; .arch x64 ; lea r8d, [r12 - 4]);
-    emit_checks(a, 4, true, eip, index, n);
+/// `j<cc> label` (rel32), `cc` in the encoding's order.
+fn jcc_to(a: &mut Asm, cc: u8, label: DynamicLabel) {
+    match cc & 15 {
+        0x0 => dynasm!(a ; .arch x64 ; jo =>label),
+        0x1 => dynasm!(a ; .arch x64 ; jno =>label),
+        0x2 => dynasm!(a ; .arch x64 ; jb =>label),
+        0x3 => dynasm!(a ; .arch x64 ; jae =>label),
+        0x4 => dynasm!(a ; .arch x64 ; je =>label),
+        0x5 => dynasm!(a ; .arch x64 ; jne =>label),
+        0x6 => dynasm!(a ; .arch x64 ; jbe =>label),
+        0x7 => dynasm!(a ; .arch x64 ; ja =>label),
+        0x8 => dynasm!(a ; .arch x64 ; js =>label),
+        0x9 => dynasm!(a ; .arch x64 ; jns =>label),
+        0xA => dynasm!(a ; .arch x64 ; jp =>label),
+        0xB => dynasm!(a ; .arch x64 ; jnp =>label),
+        0xC => dynasm!(a ; .arch x64 ; jl =>label),
+        0xD => dynasm!(a ; .arch x64 ; jge =>label),
+        0xE => dynasm!(a ; .arch x64 ; jle =>label),
+        _ => dynasm!(a ; .arch x64 ; jg =>label),
+    }
+}
+
+/// The Ctx offset where instruction `index` saves an operand for a deferred fixup.
+fn saved_slot(index: usize) -> i32 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, reason = "index < MAX_BLOCK")]
+    let at = ctx::SAVED + 4 * index as i32;
+    at
+}
+
+/// Whether some exit applies the deferred fixup of instruction `index`.
+fn deferred_any(deferred: &[Vec<Deferred>], index: usize) -> bool {
+    deferred.iter().flatten().any(|d| d.index == index)
+}
+
+/// Saves SHR's original operand in the Ctx, for its deferred fixup.
+fn save_original(a: &mut Asm, f: Fixup, index: usize) -> Option<()> {
+    let slot = MemoryOperand::with_base_displ(Register::RDI, i64::from(saved_slot(index)));
+    let from = match f.dst {
+        Some(r) => r,
+        None => {
+            a.extend(fix_src(Code::Mov_r32_rm32, Register::ECX, f)?.iter());
+            Register::ECX
+        }
+    };
+    a.extend(encode(&Instruction::with2(Code::Mov_rm32_r32, slot, from).ok()?)?.iter());
+    Some(())
+}
+
+/// `lea r8d, [address]` of a merged check, with host registers.
+fn check_lea(check: &Check) -> Option<Vec<u8>> {
+    const R64: [Register; 8] = [
+        Register::RAX,
+        Register::RSI,
+        Register::RDX,
+        Register::RBX,
+        Register::R12,
+        Register::R13,
+        Register::R14,
+        Register::R15,
+    ];
+    let base = check.base.map_or(Register::None, |r| R64[r]);
+    let index = check.index.map_or(Register::None, |r| R64[r]);
+    let displ_size = if base == Register::None { 4 } else { 1 };
+    let mem = MemoryOperand::new(base, index, check.scale, i64::from(check.disp), displ_size, false, Register::None);
+    encode(&Instruction::with2(Code::Lea_r32_m, Register::R8D, mem).ok()?)
 }
