@@ -494,6 +494,14 @@ fn a_full_receive_queue_drops_and_counts() {
     assert_eq!(switch.counters(pb).rx, switch::RX_CAPACITY as u64);
     assert_eq!(switch.counters(pb).rx_dropped, 5);
     assert_eq!(switch.counters(pa).tx, flood as u64);
+    // The switch's total outlives the port, so a fleet can report drops of ended VMs.
+    switch.detach(pb);
+    assert_eq!(switch.frames_dropped(), 5);
+    // A frame for an address no port has is a drop too.
+    switch.send(pa, frame(b, a, 0, 60)).unwrap();
+    switch.pump();
+    assert_eq!(switch.unknown_dropped(), 1);
+    assert_eq!(switch.frames_dropped(), 6);
 }
 
 #[test]

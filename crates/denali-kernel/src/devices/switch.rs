@@ -76,6 +76,8 @@ struct State {
     /// The port the next pump starts its first round at.
     next_start: usize,
     unknown_dropped: u64,
+    /// Frames dropped at full receive queues, over every port ever attached.
+    rx_dropped: u64,
     switched: u64,
     capture: Option<Capture>,
     /// Detached slots, reused first: attaching stays O(1) with 100,000 ports.
@@ -198,6 +200,13 @@ impl Switch {
         self.lock().unknown_dropped
     }
 
+    /// Frames dropped since the switch was created: for an unknown address, or at a full
+    /// receive queue (of any port, including ports since detached).
+    pub fn frames_dropped(&self) -> u64 {
+        let state = self.lock();
+        state.unknown_dropped + state.rx_dropped
+    }
+
     /// Frames forwarded (taken from a transmit queue) since the switch was created.
     pub fn frames_switched(&self) -> u64 {
         self.lock().switched
@@ -276,6 +285,7 @@ fn deliver(state: &mut State, to: usize, frame: Vec<u8>) {
     let Some(Some(port)) = state.ports.get_mut(to) else { return };
     if port.rx.len() >= RX_CAPACITY {
         port.counters.rx_dropped += 1;
+        state.rx_dropped += 1;
         return;
     }
     port.rx.push_back(frame);
