@@ -524,6 +524,30 @@ fn transmit_queues_drain_round_robin() {
 }
 
 #[test]
+fn a_detached_port_leaves_no_frames_or_address_behind() {
+    let switch = Switch::new();
+    let macs: Vec<[u8; 6]> = (0..3).map(denali_kernel::vregs::mac_address).collect();
+    let (p0, p1) = (switch.attach(macs[0], None), switch.attach(macs[1], None));
+    // Port 1 leaves with a frame queued; its slot goes to a new port with another address.
+    switch.send(p1, frame(macs[0], macs[1], 1, 20)).unwrap();
+    switch.detach(p1);
+    let p2 = switch.attach(macs[2], None);
+    switch.send(p2, frame(macs[0], macs[2], 2, 20)).unwrap();
+    switch.send(p0, frame(macs[1], macs[0], 3, 20)).unwrap();
+    assert_eq!(switch.pump(), 2, "the detached port's frame is gone");
+    assert!(matches!(switch.receive(p0, 1514), Received::Frame(f) if f[12] == 2));
+    assert!(matches!(switch.receive(p0, 1514), Received::Empty));
+    assert_eq!(switch.unknown_dropped(), 1, "nothing answers to the detached port's address");
+    // Two ports with one address: unicast goes to the first attached, never back to the sender.
+    let twin = switch.attach(macs[0], None);
+    switch.send(p2, frame(macs[0], macs[2], 4, 20)).unwrap();
+    switch.send(p0, frame(macs[0], macs[0], 5, 20)).unwrap();
+    switch.pump();
+    assert!(matches!(switch.receive(p0, 1514), Received::Frame(f) if f[12] == 4));
+    assert!(matches!(switch.receive(twin, 1514), Received::Frame(f) if f[12] == 5));
+}
+
+#[test]
 fn pcap_capture_records_every_switched_frame() {
     let path = temp_dir("pcap").join("capture.pcap");
     let switch = Switch::with_capture(Capture::create(&path).unwrap());

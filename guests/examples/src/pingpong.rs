@@ -14,11 +14,13 @@
 //! idle-with-timeout would.
 //!
 //! A frame sent before the peer's NIC is on the switch is lost (a fleet boots VMs in any
-//! order), so the starting VM resends `PING 0` after every wait that timed out until the first
-//! `PONG` arrives; the answering VM ignores the duplicates. After that nothing can be lost (one
-//! frame is in flight per pair), and no frame is ever resent. A VM that waits
-//! [`GIVE_UP_WAITS`] times in a row without a frame gives up with [`EXIT_NO_PEER`]: that is how
-//! a lone VM ends, after about one second.
+//! order), so the starting VM resends `PING 0` after every wait of [`WAIT_US`] that timed out
+//! until the first `PONG` arrives; the answering VM ignores the duplicates. A VM that has not
+//! heard from its peer after [`GIVE_UP_WAITS`] such waits gives up with [`EXIT_NO_PEER`]: that
+//! is how a lone VM ends, after about one second. Once the peer has answered, nothing can be
+//! lost (one frame is in flight per pair) and nothing is resent; a VM then waits up to
+//! [`LATER_WAIT_US`] at a time, so a crowded fleet is not churned by timeouts, and gives up
+//! only after [`LATER_GIVE_UP_WAITS`] of them in a row (the peer died).
 //!
 //! Exit status: 0 when every round was checked; [`EXIT_BAD_FRAME`] when a frame or a setting
 //! was wrong; [`EXIT_NO_PEER`] when the peer never answered.
@@ -32,10 +34,16 @@ pub const DEFAULT_ROUNDS: u32 = 1000;
 pub const FRAME_LEN: usize = 64;
 /// The IEEE's EtherType for local experiments.
 const ETHERTYPE: [u8; 2] = [0x88, 0xB5];
-/// One wait for a frame lasts at most this long.
+/// Until the peer is heard from, one wait for a frame lasts at most this long.
 pub const WAIT_US: u32 = 5_000;
-/// Waits in a row without a frame after which a VM gives up (about one second alone).
+/// Waits of [`WAIT_US`] without hearing from the peer after which a VM gives up (about one
+/// second alone).
 pub const GIVE_UP_WAITS: u32 = 200;
+/// Once the peer is heard from, one wait for a frame lasts at most this long.
+pub const LATER_WAIT_US: u32 = 100_000;
+/// Waits of [`LATER_WAIT_US`] in a row without a frame after which a VM gives up on a peer
+/// it had heard from (10 s).
+pub const LATER_GIVE_UP_WAITS: u32 = 100;
 /// Exit status when a frame or the typed round count was wrong.
 pub const EXIT_BAD_FRAME: u32 = 1;
 /// Exit status when the peer never answered.
@@ -43,11 +51,13 @@ pub const EXIT_NO_PEER: u32 = 2;
 
 const PING: [u8; 4] = *b"PING";
 const PONG: [u8; 4] = *b"PONG";
-// Payload layout, after the 14-byte header.
+// Payload layout, after the 14-byte header: kind, sequence number, rounds, then DATA_WORDS
+// words of data derived from the sequence number; the last two bytes are zero.
 const KIND: usize = 14;
 const SEQ: usize = 18;
 const ROUNDS: usize = 22;
 const DATA: usize = 26;
+const DATA_WORDS: usize = 9;
 
 const NIC_RX: u32 = 1 << irq::NIC_RX;
 
@@ -83,10 +93,24 @@ struct Link {
     peer: [u8; 6],
     /// Frames sent again because no answer came.
     resent: u32,
+    /// A frame from the peer has arrived.
+    heard: bool,
 }
 
-fn pattern(seq: u32, i: usize) -> u8 {
-    (seq.wrapping_mul(0x9E37_79B1) >> ((i % 4) * 8)) as u8 ^ (i as u8).wrapping_mul(13)
+/// Word `j` of the data of PING `seq`. Words, not bytes: the data is checked at every round,
+/// and the experiments should measure the kernel, not this loop.
+fn pattern(seq: u32, j: usize) -> u32 {
+    seq.wrapping_mul(0x9E37_79B1) ^ (j as u32).wrapping_mul(0x0101_0101)
+}
+
+fn word(frame: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]])
+}
+
+/// Word `j` of the data of a frame: a PONG carries its PING's data inverted, proof that the
+/// peer read it.
+fn data_word(kind: [u8; 4], seq: u32, j: usize) -> u32 {
+    if kind == PONG { !pattern(seq, j) } else { pattern(seq, j) }
 }
 
 impl Link {
@@ -98,10 +122,9 @@ impl Link {
         frame[KIND..SEQ].copy_from_slice(&kind);
         frame[SEQ..ROUNDS].copy_from_slice(&seq.to_le_bytes());
         frame[ROUNDS..DATA].copy_from_slice(&rounds.to_le_bytes());
-        // A PONG carries the PING's data inverted: proof the peer read it.
-        let flip = if kind == PONG { 0xFF } else { 0 };
-        for (i, byte) in frame[DATA..].iter_mut().enumerate() {
-            *byte = pattern(seq, i) ^ flip;
+        for j in 0..DATA_WORDS {
+            let at = DATA + 4 * j;
+            frame[at..at + 4].copy_from_slice(&data_word(kind, seq, j).to_le_bytes());
         }
         frame
     }
@@ -118,17 +141,17 @@ impl Link {
         Err(Failure::Bad)
     }
 
-    /// Waits until NIC_RX is pending (true) or [`WAIT_US`] passed (false).
-    fn wait_for_frame(&self) -> bool {
+    /// Waits until NIC_RX is pending (true) or `timeout_us` passed (false).
+    fn wait_for_frame(&self, timeout_us: u32) -> bool {
         match self.wait {
             Wait::Idle => {
                 irq_enable(true);
-                let woken = idle(WAIT_US);
+                let woken = idle(timeout_us);
                 irq_enable(false);
                 woken
             }
             Wait::Spin => {
-                let deadline = time_us() + u64::from(WAIT_US);
+                let deadline = time_us() + u64::from(timeout_us);
                 loop {
                     if irq_pending() & NIC_RX != 0 {
                         return true;
@@ -152,15 +175,21 @@ impl Link {
             // again, so the wait below cannot miss it.
             ack_irq(NIC_RX);
             match nic::recv(&mut buf) {
-                Ok(len) => return self.check(&buf[..len], expected),
+                Ok(len) => {
+                    let frame = self.check(&buf[..len], expected)?;
+                    self.heard = true;
+                    return Ok(frame);
+                }
                 Err(status::EMPTY) => {}
                 Err(other) => {
                     self.bad(format_args!("NIC_RECV failed with status {other}"))?;
                 }
             }
-            if !self.wait_for_frame() {
+            let (timeout, give_up) =
+                if self.heard { (LATER_WAIT_US, LATER_GIVE_UP_WAITS) } else { (WAIT_US, GIVE_UP_WAITS) };
+            if !self.wait_for_frame(timeout) {
                 waits += 1;
-                if waits >= GIVE_UP_WAITS {
+                if waits >= give_up {
                     return Err(Failure::Silent);
                 }
                 if let Some(frame) = resend {
@@ -178,13 +207,14 @@ impl Link {
         if frame[0..6] != self.mac || frame[6..12] != self.peer || frame[12..14] != ETHERTYPE {
             self.bad(format_args!("a frame arrived that vm {} did not send to this VM", self.peer_id))?;
         }
-        let word = |at: usize| u32::from_le_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]]);
         let received = Frame {
             kind: [frame[KIND], frame[KIND + 1], frame[KIND + 2], frame[KIND + 3]],
-            seq: word(SEQ),
-            rounds: word(ROUNDS),
+            seq: word(frame, SEQ),
+            rounds: word(frame, ROUNDS),
         };
-        if received.kind != expected || frame[KIND..] != self.frame(expected, received.seq, received.rounds)[KIND..] {
+        let data_ok = (0..DATA_WORDS).all(|j| word(frame, DATA + 4 * j) == data_word(expected, received.seq, j));
+        let padding_ok = frame[DATA + 4 * DATA_WORDS..].iter().all(|&b| b == 0);
+        if received.kind != expected || !data_ok || !padding_ok {
             self.bad(format_args!("frame {} from vm {} has a wrong kind or payload", received.seq, self.peer_id))?;
         }
         Ok(received)
@@ -197,15 +227,22 @@ pub fn run(wait: Wait) -> u32 {
     let mut peer = mac;
     peer[5] ^= 1;
     let me = vm_id();
-    let mut link = Link { wait, me, peer_id: me ^ 1, mac, peer, resent: 0 };
+    let mut link = Link { wait, me, peer_id: me ^ 1, mac, peer, resent: 0, heard: false };
     let starts = mac[5] & 1 == 0;
     let result = if starts { ping(&mut link) } else { pong(&mut link) };
     match result {
         Ok(()) => 0,
         Err(Failure::Bad) => EXIT_BAD_FRAME,
-        Err(Failure::Silent) => {
+        Err(Failure::Silent) if !link.heard => {
             println!(
                 "pingpong: vm {me}: no frame from vm {} in {GIVE_UP_WAITS} waits of {WAIT_US} us; giving up",
+                me ^ 1
+            );
+            EXIT_NO_PEER
+        }
+        Err(Failure::Silent) => {
+            println!(
+                "pingpong: vm {me}: vm {} fell silent ({LATER_GIVE_UP_WAITS} waits of {LATER_WAIT_US} us); giving up",
                 me ^ 1
             );
             EXIT_NO_PEER
