@@ -20,17 +20,7 @@ pub fn fleet(args: &FleetArgs) -> Result<u8, Failure> {
     let source = source::load(&args.source)?;
     // Every VM would fail to boot the same way: say so once.
     source.image.check_fits(args.mem).map_err(|e| Failure::input(format!("{}: {e}", source.name)))?;
-    let engine: EngineFactory = match args.engine {
-        EngineKind::Interp => Arc::new(|| Box::new(Interpreter::new()) as Box<dyn Engine>),
-        EngineKind::Jit => {
-            // Fail before booting anything if this host cannot run the JIT.
-            denali_jit::Jit::new().ok_or_else(|| Failure::host(NO_JIT))?;
-            Arc::new(|| match denali_jit::Jit::new() {
-                Some(jit) => Box::new(jit) as Box<dyn Engine>,
-                None => Box::new(Interpreter::new()),
-            })
-        }
-    };
+    let engine = engine_factory(args.engine)?;
     let mut config = FleetConfig::new();
     if let Some(threads) = args.threads {
         config.threads = usize::try_from(threads).unwrap_or(usize::MAX);
@@ -70,6 +60,20 @@ pub fn fleet(args: &FleetArgs) -> Result<u8, Failure> {
         1
     } else {
         0
+    })
+}
+
+/// Makes each VM's engine; fails before anything boots if this host cannot run the JIT.
+pub fn engine_factory(kind: EngineKind) -> Result<EngineFactory, Failure> {
+    Ok(match kind {
+        EngineKind::Interp => Arc::new(|| Box::new(Interpreter::new()) as Box<dyn Engine>),
+        EngineKind::Jit => {
+            denali_jit::Jit::new().ok_or_else(|| Failure::host(NO_JIT))?;
+            Arc::new(|| match denali_jit::Jit::new() {
+                Some(jit) => Box::new(jit) as Box<dyn Engine>,
+                None => Box::new(Interpreter::new()),
+            })
+        }
     })
 }
 
