@@ -83,6 +83,10 @@ pub struct ExperimentArgs {
     /// rounds well within it), switch 100,000.
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub instructions_per_vm: Option<u64>,
+    /// Also run this many VMs of the `fib` compute example in every fleet: busy VMs that use
+    /// whole quanta and compete with the pingpong pairs for the workers.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub busy: u64,
     /// The execution engine.
     #[arg(long, value_enum, default_value_t = EngineKind::Interp)]
     pub engine: EngineKind,

@@ -76,3 +76,22 @@ fn a_lone_pingpong_gives_up_with_status_2() {
     assert_eq!(summary["vms_exit_nonzero"], 1);
     assert_eq!(summary["packets_dropped"], 200);
 }
+
+#[test]
+fn an_experiment_prints_one_table_row_per_fleet() {
+    let output = denali(&["experiment", "interrupts", "--counts", "2,4"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| 2 |") || l.starts_with("| 4 |")).collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    // Every pair completes its 1000 rounds: 2000 frames a pair.
+    assert!(rows[0].starts_with("| 2 | batched | 1 of 1 | 2"), "{text}");
+    assert!(rows[3].starts_with("| 4 | synchronous | 2 of 2 | 4"), "{text}");
+}
+
+#[test]
+fn an_experiment_refuses_an_odd_fleet() {
+    let output = denali(&["experiment", "switch", "--counts", "2,3"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("3 is odd"));
+}
