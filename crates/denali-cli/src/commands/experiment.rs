@@ -112,15 +112,12 @@ fn run(
     // The compute kernels need more room than pingpong.
     specs.extend(vec![VmSpec { image: image(BUSY_EXAMPLE)?, mem_size: BUSY_MEM_SIZE }; busy]);
     let report = Fleet::new(config).run(&specs);
-    // A VM that faulted or gave up would make the figures meaningless: say so, loudly.
-    if report.faulted > 0 || report.exited_nonzero() > 0 {
+    // A faulting VM means something is broken: no figures. A VM that gave up (its peer was
+    // not scheduled for 10 s) is a result, shown in the `pairs done` column.
+    if report.faulted > 0 {
         return Err(Failure::host(format!(
-            "{} VMs of {} ({}): {} faulted, {} exited with a non-zero status",
-            count,
-            variant.example,
-            variant.label,
-            report.faulted,
-            report.exited_nonzero()
+            "{count} VMs of {} ({}): {} faulted",
+            variant.example, variant.label, report.faulted
         )));
     }
     // What each starting VM reports on its own clock: how long its rounds took.
