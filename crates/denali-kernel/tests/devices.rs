@@ -435,6 +435,29 @@ fn frames_cross_the_switch_between_vms() {
 }
 
 #[test]
+fn a_frame_sent_just_before_terminate_still_leaves() {
+    let switch = Switch::new();
+    let (mac0, mac1) = (denali_kernel::vregs::mac_address(0), denali_kernel::vregs::mac_address(1));
+    let sent = frame(mac1, mac0, 0xCD, 60);
+    let write: Step = Box::new(move |_, memory, _| {
+        memory.write(BUF, &sent).unwrap();
+        Exit::BudgetExhausted
+    });
+    // NIC_SEND is the guest's last act: the script terminates right after it, with no slice
+    // boundary in between at which the devices would be polled.
+    let mut sender = vm_id(vec![write, buffer_request(port::NIC_SEND, BUF, 60)], 0);
+    let mut receiver = vm_id(vec![], 1);
+    sender.connect_switch(&switch);
+    receiver.connect_switch(&switch);
+    assert!(matches!(sender.run(None).unwrap(), Outcome::Terminated(_)));
+    // Dropping the VM detaches its NIC, which would discard a frame still queued.
+    drop(sender);
+    let (_, port) = receiver.switch_port();
+    assert_eq!(switch.counters(port).rx, 1);
+    assert_eq!(switch.frames_dropped(), 0);
+}
+
+#[test]
 fn the_nic_transmit_queue_is_bounded() {
     let count = switch::TX_CAPACITY as u32 + 1;
     let steps: Vec<Step> = (0..count)

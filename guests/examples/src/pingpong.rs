@@ -79,7 +79,8 @@ struct Frame {
 
 /// Why a run failed, with its exit status.
 enum Failure {
-    /// Nothing arrived in [`GIVE_UP_WAITS`] waits.
+    /// Nothing arrived in [`GIVE_UP_WAITS`] waits (or [`LATER_GIVE_UP_WAITS`] once the peer
+    /// had been heard from).
     Silent,
     /// Something was wrong; the message has been printed.
     Bad,
@@ -136,6 +137,7 @@ impl Link {
         }
     }
 
+    /// Prints what was wrong; always `Err(Failure::Bad)`, for `?`.
     fn bad(&self, what: core::fmt::Arguments<'_>) -> Result<(), Failure> {
         println!("pingpong: vm {}: {what}", self.me);
         Err(Failure::Bad)
