@@ -146,3 +146,53 @@ fn a_vm_without_a_peer_gives_up_and_the_pairs_complete() {
     // address no port has.
     assert!(report.packets_dropped >= 200, "{}", report.packets_dropped);
 }
+
+#[test]
+fn the_starting_vm_reads_its_round_count_from_the_keyboard() {
+    use denali_kernel::{Outcome, Quantum, Switch, Vm, VmConfig};
+    let image = Image::from_elf(find("pingpong").expect("bundled").elf).expect("valid image");
+    let switch = Switch::new();
+    let consoles: Consoles = Arc::default();
+    let mut vms: Vec<Vm> = (0..2)
+        .map(|id| {
+            let console = Capture { id, consoles: Arc::clone(&consoles) };
+            let mut vm = Vm::new(
+                &image,
+                VmConfig { mem_size: 64 << 10, vm_id: id },
+                Box::new(Interpreter::new()),
+                Box::new(console),
+            )
+            .expect("boots");
+            vm.connect_switch(&switch);
+            vm
+        })
+        .collect();
+    // Typed input also raises KEYBOARD, which the guest must not mistake for a frame.
+    vms[0].add_keyboard_script(b"5\n");
+    let mut ended = [None, None];
+    // Two VMs on one thread, a quantum each in turn, as a one-worker fleet would run them.
+    for _ in 0..100_000 {
+        for (vm, end) in vms.iter_mut().zip(&mut ended) {
+            if let Quantum::Stopped(outcome) = vm.run_quantum(10_000).expect("console") {
+                *end = Some(outcome);
+            }
+        }
+        if ended.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    assert_eq!(ended, [Some(Outcome::Terminated(0)), Some(Outcome::Terminated(0))]);
+    assert_eq!(switch.frames_switched(), 10);
+    let consoles = consoles.lock().unwrap_or_else(PoisonError::into_inner);
+    let start = String::from_utf8_lossy(&consoles[&0]).into_owned();
+    assert!(start.starts_with("pingpong: vm 0 -> vm 1: 5 round trips"), "{start}");
+    drop(consoles);
+
+    // Alone, it still gives up after its waits time out: the pending KEYBOARD bit must not
+    // end every idle at once (that would spin until the instruction limit).
+    let mut lone =
+        Vm::new(&image, VmConfig { mem_size: 64 << 10, vm_id: 0 }, Box::new(Interpreter::new()), Box::new(io::sink()))
+            .expect("boots");
+    lone.add_keyboard_script(b"5\n");
+    assert_eq!(lone.run(Some(5_000_000)).expect("console"), Outcome::Terminated(PINGPONG_EXIT_NO_PEER));
+}

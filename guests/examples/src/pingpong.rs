@@ -147,6 +147,9 @@ impl Link {
     fn wait_for_frame(&self, timeout_us: u32) -> bool {
         match self.wait {
             Wait::Idle => {
+                // Only NIC_RX may end the idle: a pending bit of a source this guest does not
+                // use (KEYBOARD after reading the round count) would end every idle at once.
+                ack_irq(!NIC_RX);
                 irq_enable(true);
                 let woken = idle(timeout_us);
                 irq_enable(false);
