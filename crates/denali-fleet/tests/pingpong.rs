@@ -78,7 +78,10 @@ fn check_pairs(label: &str, report: &FleetReport, consoles: &[String], pairs: u3
     for pair in 0..pairs {
         let (a, b) = (2 * pair, 2 * pair + 1);
         let (start, answer) = (&consoles[a as usize], &consoles[b as usize]);
-        let prefix = format!("pingpong: vm {a} -> vm {b}: {rounds} round trips of 64-byte frames checked in ");
+        let prefix = format!(
+            "pingpong: vm {a} -> vm {b}: {rounds} round trips of 64-byte frames checked, the {} after the first in ",
+            rounds - 1
+        );
         assert!(start.starts_with(&prefix) && start.ends_with(" resent\n"), "{label}: vm {a}: {start:?}");
         let expected = format!("pingpong: vm {b} <- vm {a}: {rounds} pings answered, ");
         assert!(answer.starts_with(&expected) && answer.ends_with(" duplicates ignored\n"), "{label}: {answer:?}");

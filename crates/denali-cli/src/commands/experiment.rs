@@ -120,12 +120,12 @@ fn run(
             variant.example, variant.label, report.faulted
         )));
     }
-    // What each starting VM reports on its own clock: how long its rounds took.
+    // What each starting VM reports on its own clock: how long its rounds after the first took.
     let took_us = consoles
         .iter()
         .filter_map(|c| {
             let text = String::from_utf8_lossy(&c.lock().unwrap_or_else(PoisonError::into_inner)).into_owned();
-            text.split(" checked in ").nth(1)?.split(" us").next()?.parse::<u64>().ok()
+            text.split(" after the first in ").nth(1)?.split(" us").next()?.parse::<u64>().ok()
         })
         .collect();
     Ok(Outcome { report, took_us })
@@ -173,7 +173,8 @@ fn row(variant: &Variant, count: usize, outcome: &Outcome) -> String {
     let round_trip = if outcome.took_us.is_empty() {
         "-".to_owned()
     } else {
-        let rounds = outcome.took_us.len() as f64 * f64::from(denali_examples::PINGPONG_DEFAULT_ROUNDS);
+        // The starting VMs time every round but the first (which waits for the peer to boot).
+        let rounds = outcome.took_us.len() as f64 * f64::from(denali_examples::PINGPONG_DEFAULT_ROUNDS - 1);
         format!("{:.1}", outcome.took_us.iter().sum::<u64>() as f64 / rounds)
     };
     let busy: u64 = report.vms.get(count..).unwrap_or_default().iter().map(|v| v.instructions).sum();
