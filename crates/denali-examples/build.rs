@@ -19,8 +19,21 @@ use std::{
 const GUEST_TARGET: &str = "i586-unknown-linux-gnu";
 
 /// The binaries of `guests/examples`, bundled in this order by `src/lib.rs`.
-const GUESTS: &[&str] =
-    &["hello", "sieve", "crc32", "sha256", "quicksort", "fib", "matmul", "bignum", "idle", "disk", "fault"];
+const GUESTS: &[&str] = &[
+    "hello",
+    "sieve",
+    "crc32",
+    "sha256",
+    "quicksort",
+    "fib",
+    "matmul",
+    "bignum",
+    "idle",
+    "disk",
+    "fault",
+    "pingpong",
+    "pingpong-busy",
+];
 
 /// The compute kernels whose native builds (`guests/native`, binaries `native-<kernel>`) are
 /// bundled as `native-<kernel>.elf`.

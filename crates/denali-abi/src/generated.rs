@@ -43,7 +43,7 @@ pub mod vreg {
     pub const EXC_HANDLER: u32 = 0x028;
     /// Width in bytes of [`EXC_HANDLER`].
     pub const EXC_HANDLER_WIDTH: u32 = 4;
-    /// The NIC's Ethernet MAC address, in network byte order. Width 6 bytes; written by the kernel.
+    /// The NIC's Ethernet MAC address, in network byte order: 02:00 followed by VM_ID in big-endian order (02:00:00:00:00:07 for VM 7), a locally administered unicast address. Width 6 bytes; written by the kernel.
     pub const MAC: u32 = 0x02c;
     /// Width in bytes of [`MAC`].
     pub const MAC_WIDTH: u32 = 6;

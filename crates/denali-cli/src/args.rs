@@ -54,6 +54,46 @@ pub enum Command {
     /// a summary.
     #[command(after_long_help = FLEET_HELP)]
     Fleet(FleetArgs),
+    /// Runs one of the paper's experiments as a series of pingpong fleets and prints a
+    /// Markdown table (README.md, "Experiments").
+    Experiment(ExperimentArgs),
+}
+
+/// The paper's experiments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExperimentKind {
+    /// Batched versus synchronous interrupts: each fleet size both ways.
+    Interrupts,
+    /// Idle-with-timeout versus a busy-idle loop: `pingpong` versus `pingpong-busy`.
+    Idle,
+    /// Switch throughput as the number of VM pairs grows.
+    Switch,
+}
+
+#[derive(Debug, Args)]
+pub struct ExperimentArgs {
+    /// Which experiment.
+    #[arg(value_enum)]
+    pub name: ExperimentKind,
+    /// Fleet sizes, comma-separated even numbers (default: interrupts 2,20,200,2000; idle
+    /// 2,20,200; switch 2,20,200,2000,20000).
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',', value_parser = parse_count)]
+    pub counts: Option<Vec<u64>>,
+    /// Stop each fleet once it retired this many instructions per VM (at least 50 million in
+    /// all); default: interrupts and idle 1,000,000 (an idling pingpong pair completes its 1000
+    /// rounds well within it), switch 100,000.
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub instructions_per_vm: Option<u64>,
+    /// Also run this many VMs of the `fib` compute example in every fleet: busy VMs that use
+    /// whole quanta and compete with the pingpong pairs for the workers.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub busy: u64,
+    /// The execution engine.
+    #[arg(long, value_enum, default_value_t = EngineKind::Interp)]
+    pub engine: EngineKind,
+    /// Worker threads; defaults to the host's core count.
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub threads: Option<u64>,
 }
 
 const FLEET_HELP: &str = "\

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Command::Conformance(args) => commands::conformance::conformance(args),
         Command::Bench(args) => commands::bench::bench(args),
         Command::Fleet(args) => commands::fleet::fleet(args),
+        Command::Experiment(args) => commands::experiment::experiment(args),
     };
     match result {
         Ok(status) => ExitCode::from(status),

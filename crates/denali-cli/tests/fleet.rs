@@ -21,6 +21,11 @@ fn json_summary_has_every_key() {
         "context_switches_per_s",
         "guest_instructions_per_s",
         "packets_switched",
+        "packets_per_s",
+        "packets_dropped",
+        "vms_exit_nonzero",
+        "vm_cpu_s",
+        "max_vm_cpu_s",
     ] {
         assert!(summary.get(key).is_some(), "missing {key} in {text}");
     }
@@ -74,4 +79,47 @@ fn a_fleet_that_can_only_idle_forever_ends_with_a_message_and_125() {
     for id in 0..3 {
         assert!(stderr.contains(&format!("vm {id}: idles forever")), "{stderr}");
     }
+}
+
+#[test]
+fn a_pingpong_fleet_switches_two_frames_per_round() {
+    // One worker boots every VM before running any, so no frame is lost or resent.
+    let args = ["fleet", "--example", "pingpong", "--count", "4", "--threads", "1", "--json", "--console", "none"];
+    let output = denali(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&output.stdout).trim()).unwrap();
+    assert_eq!(summary["packets_switched"], 2 * 2 * u64::from(denali_examples::PINGPONG_DEFAULT_ROUNDS));
+    assert_eq!(summary["packets_dropped"], 0);
+    assert_eq!(summary["vms_exit_nonzero"], 0);
+}
+
+#[test]
+fn a_lone_pingpong_gives_up_with_status_2() {
+    let output = denali(&["run", "--example", "pingpong"]);
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), denali_examples::pingpong_alone_output(0));
+    // A fleet whose VMs exit non-zero says so in its summary.
+    let output = denali(&["fleet", "--example", "pingpong", "--count", "1", "--json", "--console", "none"]);
+    let summary: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&output.stdout).trim()).unwrap();
+    assert_eq!(summary["vms_exit_nonzero"], 1);
+    assert_eq!(summary["packets_dropped"], 200);
+}
+
+#[test]
+fn an_experiment_prints_one_table_row_per_fleet() {
+    let output = denali(&["experiment", "interrupts", "--counts", "2,4"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| 2 |") || l.starts_with("| 4 |")).collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    // Every pair completes its 1000 rounds: 2000 frames a pair.
+    assert!(rows[0].starts_with("| 2 | batched | 1 of 1 | 2"), "{text}");
+    assert!(rows[3].starts_with("| 4 | synchronous | 2 of 2 | 4"), "{text}");
+}
+
+#[test]
+fn an_experiment_refuses_an_odd_fleet() {
+    let output = denali(&["experiment", "switch", "--counts", "2,3"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("3 is odd"));
 }

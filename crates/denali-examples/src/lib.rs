@@ -184,9 +184,49 @@ pub const DEVICES: &[Example] = &[
         expected_exit: 125,
         native: None,
     },
+    Example {
+        name: "pingpong",
+        description: "Pairs of VMs bounce a frame over the switch (run as a fleet of an even --count; alone: exits 2)",
+        elf: image!("pingpong"),
+        expected_output: Some(|| pingpong_alone_output(0)),
+        expected_exit: PINGPONG_EXIT_NO_PEER,
+        native: None,
+    },
 ];
 
-/// The example called `name`, among [`ALL`] and [`DEVICES`].
+/// Guests whose every run differs in its instruction count and timing, because they spin on
+/// the time register: kept out of [`DEVICES`], whose lone runs are compared between engines
+/// instruction for instruction. [`find`] knows them.
+pub const TIMED: &[Example] = &[Example {
+    name: "pingpong-busy",
+    description: "pingpong with a busy-idle loop: spins on TIME_US and IRQ_PENDING instead of idling",
+    elf: image!("pingpong-busy"),
+    expected_output: Some(|| pingpong_alone_output(0)),
+    expected_exit: PINGPONG_EXIT_NO_PEER,
+    native: None,
+}];
+
+/// Round trips a `pingpong` pair makes when none is typed on the starting VM's keyboard.
+pub const PINGPONG_DEFAULT_ROUNDS: u32 = 1000;
+/// Length in bytes of every `pingpong` frame.
+pub const PINGPONG_FRAME_LEN: u32 = 64;
+/// Waits of [`PINGPONG_WAIT_US`] in a row without a frame after which a `pingpong` VM gives up.
+pub const PINGPONG_GIVE_UP_WAITS: u32 = 200;
+/// The longest single wait of a `pingpong` VM for a frame, in microseconds.
+pub const PINGPONG_WAIT_US: u32 = 5_000;
+/// Exit status of a `pingpong` VM whose peer never answered (a lone VM, or an odd fleet's last).
+pub const PINGPONG_EXIT_NO_PEER: u32 = 2;
+
+/// What a `pingpong` VM with id `vm_id` prints when its peer never answers.
+pub fn pingpong_alone_output(vm_id: u32) -> String {
+    format!(
+        "pingpong: vm {vm_id}: no frame from vm {} in {PINGPONG_GIVE_UP_WAITS} waits of {PINGPONG_WAIT_US} us; \
+         giving up\n",
+        vm_id ^ 1
+    )
+}
+
+/// The example called `name`, among [`ALL`], [`DEVICES`] and [`TIMED`].
 pub fn find(name: &str) -> Option<&'static Example> {
-    ALL.iter().chain(DEVICES).find(|e| e.name == name)
+    ALL.iter().chain(DEVICES).chain(TIMED).find(|e| e.name == name)
 }

@@ -165,6 +165,7 @@ impl Fleet {
     pub fn run(&self, specs: &[VmSpec]) -> FleetReport {
         let start = Instant::now();
         let switched_before = self.config.switch.frames_switched();
+        let dropped_before = self.config.switch.frames_dropped();
         self.counters.total.store(specs.len() as u64, Ordering::SeqCst);
         if specs.is_empty() {
             return FleetReport::default();
@@ -234,6 +235,7 @@ impl Fleet {
         report.faulted = report.vms.iter().filter(|v| matches!(v.end, VmEnd::Fault(_))).count() as u64;
         report.instructions = report.vms.iter().map(|v| v.instructions).sum();
         report.packets_switched = self.config.switch.frames_switched().saturating_sub(switched_before);
+        report.packets_dropped = self.config.switch.frames_dropped().saturating_sub(dropped_before);
         report.wall = start.elapsed();
         report
     }

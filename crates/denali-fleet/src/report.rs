@@ -64,6 +64,33 @@ pub struct FleetReport {
     pub worker_busy: Duration,
     /// Frames the switch forwarded during the run.
     pub packets_switched: u64,
+    /// Frames the switch dropped during the run: for an unknown address (e.g. a VM that has
+    /// not booted yet, or has ended) or at a full receive queue.
+    pub packets_dropped: u64,
+}
+
+impl FleetReport {
+    /// VMs that terminated with a status other than 0 (the guest's own verdict of failure).
+    pub fn exited_nonzero(&self) -> u64 {
+        self.vms.iter().filter(|v| matches!(v.end, VmEnd::Terminated(status) if status != 0)).count() as u64
+    }
+
+    /// CPU time of every VM together: host time spent running their quanta (scheduling and
+    /// idle time excluded).
+    pub fn vm_cpu_time(&self) -> Duration {
+        self.vms.iter().map(|v| v.cpu_time).sum()
+    }
+
+    /// The largest CPU time of one VM: with [`Self::vm_cpu_time`], how evenly VMs were served.
+    pub fn max_vm_cpu_time(&self) -> Duration {
+        self.vms.iter().map(|v| v.cpu_time).max().unwrap_or_default()
+    }
+
+    /// `count` per second of wall time; 0 for a run that took no time.
+    pub fn per_second(&self, count: u64) -> f64 {
+        let secs = self.wall.as_secs_f64();
+        if secs > 0.0 { count as f64 / secs } else { 0.0 }
+    }
 }
 
 /// The process's peak resident set (`VmHWM` of `/proc/self/status`); 0 where unknown.
@@ -75,4 +102,40 @@ pub fn peak_rss_bytes() -> u64 {
         .and_then(|rest| rest.trim().strip_suffix("kB"))
         .and_then(|kb| kb.trim().parse::<u64>().ok())
         .map_or(0, |kb| kb.saturating_mul(1024))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm(id: u32, end: VmEnd, cpu_ms: u64) -> VmReport {
+        VmReport {
+            id,
+            end,
+            instructions: 0,
+            cpu_time: Duration::from_millis(cpu_ms),
+            quanta: 1,
+            admitted: Some(u64::from(id)),
+        }
+    }
+
+    #[test]
+    fn summaries_over_the_vms() {
+        let report = FleetReport {
+            vms: vec![
+                vm(0, VmEnd::Terminated(0), 5),
+                vm(1, VmEnd::Terminated(2), 7),
+                vm(2, VmEnd::Stopped, 1),
+                vm(3, VmEnd::Terminated(1), 0),
+            ],
+            wall: Duration::from_millis(500),
+            ..FleetReport::default()
+        };
+        assert_eq!(report.exited_nonzero(), 2);
+        assert_eq!(report.vm_cpu_time(), Duration::from_millis(13));
+        assert_eq!(report.max_vm_cpu_time(), Duration::from_millis(7));
+        assert_eq!(report.per_second(1000), 2000.0);
+        assert_eq!(FleetReport::default().per_second(5), 0.0);
+        assert_eq!(FleetReport::default().max_vm_cpu_time(), Duration::ZERO);
+    }
 }

@@ -374,6 +374,9 @@ impl Vm {
             }
             Exit::Terminate { status, len } => {
                 self.cpu.retire(len);
+                // Frames the guest queued are sent, as its console output is written: dropping
+                // the VM detaches its NIC, which would otherwise discard them.
+                self.devices.nic.switch().pump();
                 Ok(Some(Outcome::Terminated(status)))
             }
             Exit::Exception(exception) => Ok(self.exception(exception)),

@@ -453,6 +453,29 @@ fn frames_cross_the_switch_between_vms() {
 }
 
 #[test]
+fn a_frame_sent_just_before_terminate_still_leaves() {
+    let switch = Switch::new();
+    let (mac0, mac1) = (denali_kernel::vregs::mac_address(0), denali_kernel::vregs::mac_address(1));
+    let sent = frame(mac1, mac0, 0xCD, 60);
+    let write: Step = Box::new(move |_, memory, _| {
+        memory.write(BUF, &sent).unwrap();
+        Exit::BudgetExhausted
+    });
+    // NIC_SEND is the guest's last act: the script terminates right after it, with no slice
+    // boundary in between at which the devices would be polled.
+    let mut sender = vm_id(vec![write, buffer_request(port::NIC_SEND, BUF, 60)], 0);
+    let mut receiver = vm_id(vec![], 1);
+    sender.connect_switch(&switch);
+    receiver.connect_switch(&switch);
+    assert!(matches!(sender.run(None).unwrap(), Outcome::Terminated(_)));
+    // Dropping the VM detaches its NIC, which would discard a frame still queued.
+    drop(sender);
+    let (_, port) = receiver.switch_port();
+    assert_eq!(switch.counters(port).rx, 1);
+    assert_eq!(switch.frames_dropped(), 0);
+}
+
+#[test]
 fn the_nic_transmit_queue_is_bounded() {
     let count = switch::TX_CAPACITY as u32 + 1;
     let steps: Vec<Step> = (0..count)
@@ -512,6 +535,14 @@ fn a_full_receive_queue_drops_and_counts() {
     assert_eq!(switch.counters(pb).rx, switch::RX_CAPACITY as u64);
     assert_eq!(switch.counters(pb).rx_dropped, 5);
     assert_eq!(switch.counters(pa).tx, flood as u64);
+    // The switch's total outlives the port, so a fleet can report drops of ended VMs.
+    switch.detach(pb);
+    assert_eq!(switch.frames_dropped(), 5);
+    // A frame for an address no port has is a drop too.
+    switch.send(pa, frame(b, a, 0, 60)).unwrap();
+    switch.pump();
+    assert_eq!(switch.unknown_dropped(), 1);
+    assert_eq!(switch.frames_dropped(), 6);
 }
 
 #[test]
@@ -531,6 +562,30 @@ fn transmit_queues_drain_round_robin() {
         })
         .collect();
     assert_eq!(order, [0, 10, 1, 11, 2, 12]);
+}
+
+#[test]
+fn a_detached_port_leaves_no_frames_or_address_behind() {
+    let switch = Switch::new();
+    let macs: Vec<[u8; 6]> = (0..3).map(denali_kernel::vregs::mac_address).collect();
+    let (p0, p1) = (switch.attach(macs[0], None), switch.attach(macs[1], None));
+    // Port 1 leaves with a frame queued; its slot goes to a new port with another address.
+    switch.send(p1, frame(macs[0], macs[1], 1, 20)).unwrap();
+    switch.detach(p1);
+    let p2 = switch.attach(macs[2], None);
+    switch.send(p2, frame(macs[0], macs[2], 2, 20)).unwrap();
+    switch.send(p0, frame(macs[1], macs[0], 3, 20)).unwrap();
+    assert_eq!(switch.pump(), 2, "the detached port's frame is gone");
+    assert!(matches!(switch.receive(p0, 1514), Received::Frame(f) if f[12] == 2));
+    assert!(matches!(switch.receive(p0, 1514), Received::Empty));
+    assert_eq!(switch.unknown_dropped(), 1, "nothing answers to the detached port's address");
+    // Two ports with one address: unicast goes to the first attached, never back to the sender.
+    let twin = switch.attach(macs[0], None);
+    switch.send(p2, frame(macs[0], macs[2], 4, 20)).unwrap();
+    switch.send(p0, frame(macs[0], macs[0], 5, 20)).unwrap();
+    switch.pump();
+    assert!(matches!(switch.receive(p0, 1514), Received::Frame(f) if f[12] == 4));
+    assert!(matches!(switch.receive(twin, 1514), Received::Frame(f) if f[12] == 5));
 }
 
 #[test]

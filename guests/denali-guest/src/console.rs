@@ -8,12 +8,44 @@ use core::fmt;
 
 use denali_abi::{block::buffer, port, status};
 
-/// A BUFFER request block (`isa-spec/blocks.txt`); the kernel wants it 4-byte aligned.
+/// A BUFFER request block (`isa-spec/blocks.txt`); the kernel wants it 4-byte aligned. The
+/// console and the NIC (`crate::nic`) use it.
 #[repr(C, align(4))]
-struct BufferBlock {
+pub(crate) struct BufferBlock {
     addr: u32,
     len: u32,
     status: u32,
+}
+
+impl BufferBlock {
+    pub(crate) fn new(addr: u32, len: u32) -> BufferBlock {
+        BufferBlock { addr, len, status: 0 }
+    }
+
+    /// Hands the block to the device behind `port` with one OUT; the kernel reads the block,
+    /// reads or writes the buffer it names, and writes the block's LEN and STATUS fields.
+    pub(crate) fn out(&mut self, port: u16) {
+        let block_ptr = &raw mut *self;
+        // SAFETY: the block is aligned, lives outside page 0 (on the stack or in the caller's
+        // memory) and names a buffer its creator owns for the duration of the call; the kernel
+        // touches only that buffer and the block. The asm is not `nomem`, so the compiler has
+        // stored the block before and reloads its fields after.
+        unsafe {
+            core::arch::asm!("out dx, eax", in("dx") port, in("eax") block_ptr, options(nostack, preserves_flags));
+        }
+    }
+
+    /// The STATUS field the kernel wrote.
+    pub(crate) fn status(&self) -> u32 {
+        // SAFETY: reads a field of a live block that the kernel may have written.
+        unsafe { core::ptr::read_volatile(&raw const self.status) }
+    }
+
+    /// The LEN field (for NIC_RECV, the kernel writes the frame's length there).
+    pub(crate) fn len(&self) -> u32 {
+        // SAFETY: as in `status`.
+        unsafe { core::ptr::read_volatile(&raw const self.len) }
+    }
 }
 
 const _: () = {
@@ -39,16 +71,9 @@ pub fn write_bytes(bytes: &[u8]) -> u32 {
         // A zero length is BAD_LEN; there is nothing to send anyway.
         return status::OK;
     }
-    let mut block = BufferBlock { addr: bytes.as_ptr() as usize as u32, len: bytes.len() as u32, status: 0 };
-    let block_ptr = &raw mut block;
-    // SAFETY: the block is aligned, lives on the stack (outside page 0) and names a live buffer;
-    // the kernel reads the buffer and writes only the block's status field. The asm is not
-    // `nomem`, so the compiler has stored the block before and reloads the status after.
-    unsafe {
-        core::arch::asm!("out dx, eax", in("dx") port::CONSOLE_WRITE, in("eax") block_ptr,
-            options(nostack, preserves_flags));
-        core::ptr::read_volatile(&raw const (*block_ptr).status)
-    }
+    let mut block = BufferBlock::new(bytes.as_ptr() as usize as u32, bytes.len() as u32);
+    block.out(port::CONSOLE_WRITE);
+    block.status()
 }
 
 /// The console as a [`fmt::Write`] sink.

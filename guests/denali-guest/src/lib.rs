@@ -5,6 +5,7 @@
 //!   exception handler, last fault).
 //! - [`idle`] and [`terminate`]: the two virtual instructions.
 //! - [`print!`] and [`println!`]: console output through `CONSOLE_WRITE` request blocks.
+//! - [`nic`]: Ethernet frames through `NIC_SEND` and `NIC_RECV`; [`keyboard`]: `KBD_GETC`.
 //! - [`entry!`]: defines `_start` around a `fn main() -> u32` (or `-> !`, or `-> ()`).
 //! - A panic handler (feature `panic-handler`, on by default) that prints
 //!   `panic: <message> at <file>:<line>` and terminates with status [`PANIC_EXIT_STATUS`].
@@ -15,7 +16,9 @@
 
 mod batch;
 pub mod console;
+pub mod keyboard;
 mod mem;
+pub mod nic;
 pub mod vreg;
 
 #[doc(hidden)]

@@ -5,7 +5,7 @@
 pub mod console;
 pub mod plan;
 
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,7 +63,7 @@ pub fn fleet(args: &FleetArgs) -> Result<u8, Failure> {
         }
     }
     let summary = if args.json { json(&report) } else { human(&report) };
-    println!("{summary}");
+    writeln!(io::stdout().lock(), "{summary}").map_err(|e| Failure::host(format!("writing to stdout: {e}")))?;
     let failed = report.vms.iter().any(|v| matches!(v.end, VmEnd::Fault(_) | VmEnd::BootFailed(_) | VmEnd::Deadlocked));
     let host = report.vms.iter().any(|v| matches!(v.end, VmEnd::HostError(_)));
     Ok(if failed {

@@ -5,5 +5,6 @@ pub mod check;
 pub mod conformance;
 pub mod disasm;
 pub mod examples;
+pub mod experiment;
 pub mod fleet;
 pub mod run;

@@ -261,25 +261,29 @@ impl Engines {
         if let Some(factory) = self.made.get(&kind) {
             return Ok(Arc::clone(factory));
         }
-        let factory: EngineFactory = match kind {
-            EngineKind::Interp => {
-                // Interpreters share decoded blocks: a block is reused only where a VM's memory
-                // holds the same bytes, so VMs of one image decode each block once.
-                let code = SharedCode::new();
-                Arc::new(move || Box::new(Interpreter::sharing(Arc::clone(&code))) as Box<dyn Engine>)
-            }
-            EngineKind::Jit => {
-                // Fail before booting anything if this host cannot run the JIT.
-                denali_jit::Jit::new().ok_or_else(|| Failure::host(NO_JIT))?;
-                Arc::new(|| match denali_jit::Jit::new() {
-                    Some(jit) => Box::new(jit) as Box<dyn Engine>,
-                    None => Box::new(Interpreter::new()),
-                })
-            }
-        };
+        let factory = engine_factory(kind)?;
         self.made.insert(kind, Arc::clone(&factory));
         Ok(factory)
     }
+}
+
+/// Makes each VM's engine; fails before anything boots if this host cannot run the JIT.
+pub fn engine_factory(kind: EngineKind) -> Result<EngineFactory, Failure> {
+    Ok(match kind {
+        EngineKind::Interp => {
+            // Interpreters share decoded blocks: a block is reused only where a VM's memory
+            // holds the same bytes, so VMs of one image decode each block once.
+            let code = SharedCode::new();
+            Arc::new(move || Box::new(Interpreter::sharing(Arc::clone(&code))) as Box<dyn Engine>)
+        }
+        EngineKind::Jit => {
+            denali_jit::Jit::new().ok_or_else(|| Failure::host(NO_JIT))?;
+            Arc::new(|| match denali_jit::Jit::new() {
+                Some(jit) => Box::new(jit) as Box<dyn Engine>,
+                None => Box::new(Interpreter::new()),
+            })
+        }
+    })
 }
 
 #[cfg(test)]
