@@ -196,11 +196,6 @@ fn spawn_progress(fleet: &Fleet) -> (Arc<AtomicBool>, std::thread::JoinHandle<()
     (stop, handle)
 }
 
-fn per_second(count: u64, wall: Duration) -> f64 {
-    let secs = wall.as_secs_f64();
-    if secs > 0.0 { count as f64 / secs } else { 0.0 }
-}
-
 fn boot_us_per_vm(report: &FleetReport) -> f64 {
     if report.booted == 0 { 0.0 } else { report.boot_time.as_secs_f64() * 1e6 / report.booted as f64 }
 }
@@ -214,9 +209,14 @@ fn json(report: &FleetReport) -> String {
         "boot_us_per_vm": boot_us_per_vm(report),
         "wall_s": report.wall.as_secs_f64(),
         "peak_rss_bytes": denali_fleet::peak_rss_bytes(),
-        "context_switches_per_s": per_second(report.quanta, report.wall),
-        "guest_instructions_per_s": per_second(report.instructions, report.wall),
+        "context_switches_per_s": report.per_second(report.quanta),
+        "guest_instructions_per_s": report.per_second(report.instructions),
         "packets_switched": report.packets_switched,
+        "packets_per_s": report.per_second(report.packets_switched),
+        "packets_dropped": report.packets_dropped,
+        "vms_exit_nonzero": report.exited_nonzero(),
+        "vm_cpu_s": report.vm_cpu_time().as_secs_f64(),
+        "max_vm_cpu_s": report.max_vm_cpu_time().as_secs_f64(),
         "quanta": report.quanta,
         "guest_instructions": report.instructions,
         "worker_busy_s": report.worker_busy.as_secs_f64(),
@@ -228,7 +228,8 @@ fn human(report: &FleetReport) -> String {
     format!(
         "fleet: {} booted, {} completed, {} faulted, peak {} live\n\
          boot {:.1} us per VM; wall {:.3} s; workers busy {:.3} s; peak RSS {} KiB\n\
-         {} quanta ({:.0}/s), {} guest instructions ({:.0}/s), {} packets switched",
+         {} quanta ({:.0}/s), {} guest instructions ({:.0}/s), {} packets switched ({:.0}/s), {} dropped\n\
+         VM CPU {:.3} s in all; {} VMs exited with a non-zero status",
         report.booted,
         report.completed,
         report.faulted,
@@ -238,9 +239,13 @@ fn human(report: &FleetReport) -> String {
         report.worker_busy.as_secs_f64(),
         denali_fleet::peak_rss_bytes() / 1024,
         report.quanta,
-        per_second(report.quanta, report.wall),
+        report.per_second(report.quanta),
         report.instructions,
-        per_second(report.instructions, report.wall),
-        report.packets_switched
+        report.per_second(report.instructions),
+        report.packets_switched,
+        report.per_second(report.packets_switched),
+        report.packets_dropped,
+        report.vm_cpu_time().as_secs_f64(),
+        report.exited_nonzero()
     )
 }
