@@ -193,21 +193,23 @@ fn map_reg(r: Register) -> Option<Register> {
     })
 }
 
+/// The 64-bit host register of each guest register, by guest register number.
+const R64: [Register; 8] = [
+    Register::RAX,
+    Register::RSI,
+    Register::RDX,
+    Register::RBX,
+    Register::R12,
+    Register::R13,
+    Register::R14,
+    Register::R15,
+];
+
 /// The 64-bit host register for a guest address register.
 fn map_addr(r: Register) -> Option<Register> {
     if r == Register::None {
         return Some(Register::None);
     }
-    const R64: [Register; 8] = [
-        Register::RAX,
-        Register::RSI,
-        Register::RDX,
-        Register::RBX,
-        Register::R12,
-        Register::R13,
-        Register::R14,
-        Register::R15,
-    ];
     guest_num(r).map(|n| R64[n])
 }
 
@@ -1247,16 +1249,6 @@ fn save_original(a: &mut Asm, f: Fixup, index: usize) -> Option<()> {
 
 /// `lea r8d, [address]` of a merged check, with host registers.
 fn check_lea(check: &Check) -> Option<Vec<u8>> {
-    const R64: [Register; 8] = [
-        Register::RAX,
-        Register::RSI,
-        Register::RDX,
-        Register::RBX,
-        Register::R12,
-        Register::R13,
-        Register::R14,
-        Register::R15,
-    ];
     let base = check.base.map_or(Register::None, |r| R64[r]);
     let index = check.index.map_or(Register::None, |r| R64[r]);
     let displ_size = if base == Register::None { 4 } else { 1 };
