@@ -144,23 +144,14 @@ fn wrote_its_code_page(mismatch: &Mismatch) -> bool {
 }
 
 fn denali_stores_into_code_page(case: &Case) -> bool {
-    let Ok(mut memory) = GuestMemory::new(u64::from(MEMORY_SIZE)) else { return false };
-    for region in &case.memory {
-        let _ = memory.write(region.addr, &region.data);
-    }
-    let _ = memory.write(case.init.eip, &case.code);
-    let end = case.init.eip + u32::try_from(case.code.len()).unwrap_or(0);
-    let mut cpu = Cpu { regs: case.init.regs(), eip: case.init.eip, eflags: case.init.eflags, instructions: 0 };
-    let mut interpreter = Interpreter::new();
+    let Some(mut replay) = Replay::new(case) else { return false };
     // Running decodes the block, which marks its page as code: every store there is counted.
     for _ in 0..64 {
-        if !(case.init.eip..end).contains(&cpu.eip)
-            || interpreter.run(&mut cpu, &mut memory, 1 << 20) != Exit::BudgetExhausted
-        {
+        if !replay.step(1 << 20) {
             break;
         }
     }
-    memory.code_write_count() != 0
+    replay.memory.code_write_count() != 0
 }
 
 /// A nested ENTER (level 2 or more) copies frame pointers from `[EBP - 4]`, `[EBP - 8]`, ...
@@ -170,15 +161,9 @@ fn denali_stores_into_code_page(case: &Case) -> bool {
 /// copy in an order of their own for larger levels. Replays the case in the interpreter, one
 /// instruction at a time, and asks whether such an ENTER ran.
 fn enter_reads_its_own_pushes(case: &Case) -> bool {
-    let Ok(mut memory) = GuestMemory::new(u64::from(MEMORY_SIZE)) else { return false };
-    for region in &case.memory {
-        let _ = memory.write(region.addr, &region.data);
-    }
-    let _ = memory.write(case.init.eip, &case.code);
-    let end = case.init.eip + u32::try_from(case.code.len()).unwrap_or(0);
-    let mut cpu = Cpu { regs: case.init.regs(), eip: case.init.eip, eflags: case.init.eflags, instructions: 0 };
-    let mut interpreter = Interpreter::new();
+    let Some(mut replay) = Replay::new(case) else { return false };
     for _ in 0..64 {
+        let cpu = &replay.cpu;
         let Some(bytes) = case.code.get(cpu.eip.wrapping_sub(case.init.eip) as usize..) else { return false };
         let instruction = denali_isa::validate::decoder(bytes, cpu.eip).decode();
         if instruction.code() == Code::Enterd_imm16_imm8 {
@@ -192,13 +177,38 @@ fn enter_reads_its_own_pushes(case: &Case) -> bool {
                 }
             }
         }
-        if !(case.init.eip..end).contains(&cpu.eip)
-            || interpreter.run(&mut cpu, &mut memory, 1) != Exit::BudgetExhausted
-        {
+        if !replay.step(1) {
             break;
         }
     }
     false
+}
+
+/// Denali's run of a case, replayed in a fresh interpreter to ask what it did.
+struct Replay {
+    memory: GuestMemory,
+    cpu: Cpu,
+    interpreter: Interpreter,
+    code: std::ops::Range<u32>,
+}
+
+impl Replay {
+    fn new(case: &Case) -> Option<Replay> {
+        let mut memory = GuestMemory::new(u64::from(MEMORY_SIZE)).ok()?;
+        for region in &case.memory {
+            let _ = memory.write(region.addr, &region.data);
+        }
+        let _ = memory.write(case.init.eip, &case.code);
+        let end = case.init.eip + u32::try_from(case.code.len()).unwrap_or(0);
+        let cpu = Cpu { regs: case.init.regs(), eip: case.init.eip, eflags: case.init.eflags, instructions: 0 };
+        Some(Replay { memory, cpu, interpreter: Interpreter::new(), code: case.init.eip..end })
+    }
+
+    /// Runs up to `budget` instructions; false once execution has left the code or stopped.
+    fn step(&mut self, budget: u64) -> bool {
+        self.code.contains(&self.cpu.eip)
+            && self.interpreter.run(&mut self.cpu, &mut self.memory, budget) == Exit::BudgetExhausted
+    }
 }
 
 #[cfg(test)]
