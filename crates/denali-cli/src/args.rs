@@ -88,7 +88,7 @@ pub struct ExperimentArgs {
     /// whole quanta and compete with the pingpong pairs for the workers.
     #[arg(long, value_name = "K", default_value_t = 0)]
     pub busy: u64,
-    /// The execution engine.
+    /// The execution engine; interp unless told, so that the tables measure the kernel.
     #[arg(long, value_enum, default_value_t = EngineKind::Interp)]
     pub engine: EngineKind,
     /// Worker threads; defaults to the host's core count.
@@ -155,8 +155,9 @@ pub struct FleetArgs {
     /// Total guest memory the gatekeeper lets live at once; more VMs wait, in order.
     #[arg(long, value_name = "SIZE", value_parser = parse_budget)]
     pub mem_budget: Option<u64>,
-    /// The execution engine. interp by default: a JIT per VM costs its chaining table (64 KiB)
-    /// and a code arena, and translates the image for itself, which matters at 100,000 VMs.
+    /// The execution engine; defaults to jit where this host can run it (x86-64 with BMI2), else
+    /// interp. A fleet's JIT is tiered: each VM interprets a block until it has run 128 times,
+    /// so code that runs a few times (most of an idle VM's) is never translated.
     #[arg(long, value_enum)]
     pub engine: Option<EngineKind>,
     /// Worker threads; defaults to the host's core count.
@@ -244,7 +245,8 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
-    /// The engine `run` and `conformance` use unless told: the JIT where this host can run it.
+    /// The engine `run`, `conformance` and `fleet` use unless told: the JIT where this host can
+    /// run it.
     pub fn host_default() -> EngineKind {
         if denali_jit::Jit::available() { EngineKind::Jit } else { EngineKind::Interp }
     }

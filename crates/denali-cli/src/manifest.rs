@@ -226,7 +226,7 @@ impl Manifest {
             },
             mem_budget,
             max_instructions: fleet.max_instructions,
-            engine: fleet.engine.unwrap_or(EngineKind::Interp),
+            engine: fleet.engine.unwrap_or_else(EngineKind::host_default),
             console,
             pcap: fleet
                 .pcap

@@ -11,7 +11,7 @@
 mod x64;
 
 #[cfg(target_arch = "x86_64")]
-pub use x64::{Jit, JitStats};
+pub use x64::{Jit, JitStats, TIER_UP};
 
 /// Stand-in on hosts without a backend: it can never be constructed.
 #[cfg(not(target_arch = "x86_64"))]
@@ -23,6 +23,11 @@ pub struct Jit {
 impl Jit {
     /// Always `None`: this host has no JIT backend.
     pub fn new() -> Option<Jit> {
+        None
+    }
+
+    /// Always `None`: this host has no JIT backend.
+    pub fn tiered(_shared: std::sync::Arc<denali_engine::SharedCode>) -> Option<Jit> {
         None
     }
 

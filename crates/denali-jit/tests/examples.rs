@@ -1,8 +1,9 @@
-//! Every bundled example guest runs identically under the JIT and the interpreter: the same
+//! Every bundled example guest runs identically under the JIT (translating at once, and
+//! tiered as in fleets) and the interpreter: the same
 //! console output, the same outcome, and the same final registers, flags and instruction count
 //! (what `--dump-state` writes).
 
-use denali_engine::{Cpu, Engine, Interpreter};
+use denali_engine::{Cpu, Engine, Interpreter, SharedCode};
 use denali_jit::Jit;
 use denali_kernel::{Image, Outcome, Vm, VmConfig};
 use std::io::Write;
@@ -45,6 +46,11 @@ fn every_example_runs_identically_under_both_engines() {
         assert_eq!(jit.0, interp.0, "{}: console output differs", example.name);
         assert_eq!(jit.1, interp.1, "{}: outcome differs", example.name);
         assert_eq!(jit.2, interp.2, "{}: final CPU state differs", example.name);
+        // The fleets' tiered JIT: interpreted until hot, then translated.
+        let tiered = run(example.elf, Box::new(Jit::tiered(SharedCode::new()).expect("checked above")));
+        assert_eq!(tiered.0, interp.0, "{}: console output differs (tiered)", example.name);
+        assert_eq!(tiered.1, interp.1, "{}: outcome differs (tiered)", example.name);
+        assert_eq!(tiered.2, interp.2, "{}: final CPU state differs (tiered)", example.name);
         if let Some(expected) = example.expected_output {
             assert_eq!(interp.0, expected(), "{}: wrong output", example.name);
         }

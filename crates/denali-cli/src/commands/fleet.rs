@@ -168,7 +168,7 @@ fn plan_from_args(args: &FleetArgs) -> Result<Plan, Failure> {
         interrupts: if args.sync_interrupts { InterruptMode::Synchronous } else { InterruptMode::Batched },
         mem_budget: args.mem_budget,
         max_instructions: args.max_instructions,
-        engine: args.engine.unwrap_or(EngineKind::Interp),
+        engine: args.engine.unwrap_or_else(EngineKind::host_default),
         console: Located::new(args.console.clone().unwrap_or(ConsoleMode::Prefix), "--console"),
         pcap: args.pcap.clone().map(|p| Located::new(p, "--pcap")),
         keyboard_stdin: args.keyboard_stdin.map(|id| Located::new(id, "--keyboard-stdin")),

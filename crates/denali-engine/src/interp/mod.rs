@@ -48,8 +48,32 @@ impl Interpreter {
         self.cache.cached_ops()
     }
 
-    fn run_blocks(&mut self, m: &mut Machine<'_>) -> Exit {
+    /// Runs the block at `cpu.eip` and stops where it ends (a jump, or its last instruction),
+    /// or earlier at an exit or when `budget` runs out: `BudgetExhausted` then means only
+    /// that the block is over. For engines that run cold code here and count how often each
+    /// block starts (the JIT's tiering).
+    pub fn run_block(&mut self, cpu: &mut Cpu, memory: &mut GuestMemory, budget: u64) -> Exit {
+        self.run_with::<true>(cpu, memory, budget)
+    }
+
+    fn run_with<const ONE_BLOCK: bool>(&mut self, cpu: &mut Cpu, memory: &mut GuestMemory, budget: u64) -> Exit {
+        let mut regs = [0; 9];
+        regs[..8].copy_from_slice(&cpu.regs);
+        let mut m = Machine { regs, eflags: cpu.eflags, eip: cpu.eip, left: budget, mem: memory };
+        let exit = self.run_blocks::<ONE_BLOCK>(&mut m);
+        cpu.regs.copy_from_slice(&m.regs[..8]);
+        cpu.eflags = m.eflags;
+        cpu.eip = m.eip;
+        cpu.instructions += budget - m.left;
+        exit
+    }
+
+    fn run_blocks<const ONE_BLOCK: bool>(&mut self, m: &mut Machine<'_>) -> Exit {
+        let mut first = true;
         'blocks: loop {
+            if ONE_BLOCK && !std::mem::take(&mut first) {
+                return Exit::BudgetExhausted;
+            }
             if m.mem.code_was_written() {
                 let pages = m.mem.take_written_code_pages();
                 self.cache.invalidate(&pages);
@@ -114,14 +138,6 @@ fn validator_accepts(ins: &iced_x86::Instruction) -> bool {
 
 impl Engine for Interpreter {
     fn run(&mut self, cpu: &mut Cpu, memory: &mut GuestMemory, budget: u64) -> Exit {
-        let mut regs = [0; 9];
-        regs[..8].copy_from_slice(&cpu.regs);
-        let mut m = Machine { regs, eflags: cpu.eflags, eip: cpu.eip, left: budget, mem: memory };
-        let exit = self.run_blocks(&mut m);
-        cpu.regs.copy_from_slice(&m.regs[..8]);
-        cpu.eflags = m.eflags;
-        cpu.eip = m.eip;
-        cpu.instructions += budget - m.left;
-        exit
+        self.run_with::<false>(cpu, memory, budget)
     }
 }

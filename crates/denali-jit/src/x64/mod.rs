@@ -9,15 +9,22 @@ mod translate;
 use arena::Arena;
 use ctx::{Ctx, State};
 use denali_abi::boot::PAGE_SIZE;
-use denali_engine::{Cpu, Engine, Exit, GuestMemory, Interpreter};
+use denali_engine::{Cpu, Engine, Exit, GuestMemory, Interpreter, SharedCode};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 const PAGE_SHIFT: u32 = PAGE_SIZE.trailing_zeros();
 /// The guest status flags (CF PF AF ZF SF OF) that live in host flags inside a block.
 const STATUS: u32 = 0x8D5;
-/// Most cached entries (translated or not) before the cache is flushed whole.
+/// Most cached entries (translated or not) before the cache is flushed whole; also the most
+/// cold block starts a tiered JIT keeps counts for.
 const MAX_ENTRIES: usize = 1 << 16;
+/// How often a tiered JIT lets the interpreter run a block before it translates it.
+/// Translating costs about 1-3 us per guest instruction, interpreting one about 10-20 ns, so
+/// a block pays for its translation after roughly a hundred runs; code that runs fewer times
+/// (start-up, the few thousand instructions of an idle VM in a large fleet) is never translated.
+pub const TIER_UP: u32 = 128;
 
 /// A cached decision for one guest address.
 #[derive(Clone, Copy)]
@@ -63,6 +70,10 @@ pub struct JitStats {
 /// The basic-block JIT engine. Owns an interpreter for everything it does not translate.
 pub struct Jit {
     interp: Interpreter,
+    /// Block starts run in the interpreter before they are translated; 0 translates at once.
+    tier_up: u32,
+    /// How often each cold block start has run, while `tier_up` > 0.
+    heat: AddrMap<u32>,
     arena: Arena,
     blocks: AddrMap<Entry>,
     /// Block start addresses by the guest pages their bytes lie on.
@@ -70,8 +81,9 @@ pub struct Jit {
     /// `GuestMemory::code_write_count` when this JIT last dropped written blocks.
     seen: u64,
     /// What generated code reads and writes: the `Ctx` of a run and the chaining table it
-    /// jumps through (holds only live blocks).
-    state: Box<State>,
+    /// jumps through (holds only live blocks). Made at the first translation: 64 KiB that a
+    /// tiered JIT whose code stays cold never needs.
+    state: Option<Box<State>>,
     stats: JitStats,
     /// The linkable direct exits (arena offsets of `jmp rel32` displacements) waiting for or
     /// linked to each guest address; entries in dropped code stay until the next flush
@@ -88,18 +100,32 @@ impl Jit {
         std::is_x86_feature_detected!("bmi2") && std::is_x86_feature_detected!("sse4.2")
     }
 
-    /// A JIT, or `None` when this host lacks a CPU feature the generated code needs.
+    /// A JIT that translates every block the first time it runs, or `None` when this host
+    /// lacks a CPU feature the generated code needs.
     pub fn new() -> Option<Jit> {
+        Jit::with(Interpreter::new(), 0)
+    }
+
+    /// A JIT that interprets each block until it has run [`TIER_UP`] times, with an
+    /// interpreter that shares decoded blocks through `shared`: for the many VMs of a fleet,
+    /// most of whose code runs a few times. `None` as for [`Jit::new`].
+    pub fn tiered(shared: Arc<SharedCode>) -> Option<Jit> {
+        Jit::with(Interpreter::sharing(shared), TIER_UP)
+    }
+
+    fn with(interp: Interpreter, tier_up: u32) -> Option<Jit> {
         if !Jit::available() {
             return None;
         }
         Some(Jit {
-            interp: Interpreter::new(),
+            interp,
+            tier_up,
+            heat: AddrMap::default(),
             arena: Arena::default(),
             blocks: AddrMap::default(),
             by_page: AddrMap::default(),
             seen: 0,
-            state: State::new(),
+            state: None,
             stats: JitStats::default(),
             incoming: AddrMap::default(),
             perf_map: perf_map::PerfMap::from_env(),
@@ -132,8 +158,10 @@ impl Jit {
                         }
                     }
                     let at = 2 * ctx::slot(eip);
-                    if self.state.table[at] == ctx::tag(eip) {
-                        self.state.table[at] = 0;
+                    if let Some(state) = &mut self.state
+                        && state.table[at] == ctx::tag(eip)
+                    {
+                        state.table[at] = 0;
                     }
                 }
             }
@@ -144,9 +172,34 @@ impl Jit {
         }
     }
 
+    fn state(&mut self) -> &mut State {
+        self.state.get_or_insert_with(State::new)
+    }
+
+    /// Whether the block at `eip` is still cold and runs in the interpreter this time:
+    /// counts the run.
+    fn cold(&mut self, eip: u32) -> bool {
+        if self.tier_up == 0 || self.blocks.contains_key(&eip) {
+            return false;
+        }
+        if self.heat.len() >= MAX_ENTRIES {
+            // A guest that jumps to ever new addresses must not grow host memory without end.
+            self.heat.clear();
+        }
+        let runs = self.heat.entry(eip).or_insert(0);
+        *runs += 1;
+        if *runs <= self.tier_up {
+            return true;
+        }
+        self.heat.remove(&eip);
+        false
+    }
+
     fn flush(&mut self) {
         self.incoming.clear();
-        self.state.table.fill(0);
+        if let Some(state) = &mut self.state {
+            state.table.fill(0);
+        }
         self.blocks.clear();
         self.by_page.clear();
         self.arena.flush();
@@ -158,8 +211,9 @@ impl Jit {
         if let Some(e) = self.blocks.get(&eip).copied() {
             if e.count > 0 {
                 // Two hot blocks may share a slot: the one the runtime is entering takes it.
-                self.state.table[2 * e.slot] = ctx::tag(eip);
-                self.state.table[2 * e.slot + 1] = e.inner;
+                let state = self.state();
+                state.table[2 * e.slot] = ctx::tag(eip);
+                state.table[2 * e.slot + 1] = e.inner;
             }
             return e;
         }
@@ -194,8 +248,9 @@ impl Jit {
                 entry = Entry { offset, count: t.count, slot, inner: base + inner_offset as u64, inner_offset };
                 self.stats.translations += 1;
                 self.stats.translated_instructions += u64::from(t.count);
-                self.state.table[2 * slot] = ctx::tag(eip);
-                self.state.table[2 * slot + 1] = entry.inner;
+                let state = self.state();
+                state.table[2 * slot] = ctx::tag(eip);
+                state.table[2 * slot + 1] = entry.inner;
                 if let Some(map) = &mut self.perf_map {
                     map.record(base + offset as u64, t.code.len(), eip);
                 }
@@ -238,7 +293,8 @@ impl Jit {
         // Generated code keeps the budget in a register and tests its sign through the high
         // dword, so a run gets at most 2^31 - 1 instructions (the loop gives the rest later).
         let given = left.min(i32::MAX as u64);
-        self.state.ctx = Ctx {
+        let state = self.state.get_or_insert_with(State::new);
+        state.ctx = Ctx {
             left: given,
             regs: cpu.regs,
             flags_in: u64::from((cpu.eflags & STATUS) | 2),
@@ -247,8 +303,8 @@ impl Jit {
             code_pages: mem.code_page_table() as u64,
             ..Ctx::default()
         };
-        self.arena.call(entry.offset, &mut self.state);
-        let ctx = &self.state.ctx;
+        self.arena.call(entry.offset, state);
+        let ctx = &state.ctx;
         self.stats.block_runs += ctx.runs;
         // Every block entry but the first came through the chaining table.
         self.stats.chain_hits += ctx.runs.saturating_sub(1);
@@ -311,6 +367,17 @@ impl Engine for Jit {
                 return Exit::BudgetExhausted;
             }
             self.sync(mem);
+            if cpu.eip < mem.size() && self.cold(cpu.eip) {
+                let before = cpu.instructions;
+                let exit = self.interp.run_block(cpu, mem, left);
+                let done = cpu.instructions - before;
+                self.stats.interpreted += done;
+                left -= done;
+                if exit != Exit::BudgetExhausted {
+                    return exit;
+                }
+                continue;
+            }
             if cpu.eip < mem.size() {
                 let entry = self.lookup(cpu.eip, mem);
                 if entry.count > 0 && u64::from(entry.count) <= left {

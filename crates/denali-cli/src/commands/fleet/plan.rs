@@ -277,10 +277,15 @@ pub fn engine_factory(kind: EngineKind) -> Result<EngineFactory, Failure> {
             Arc::new(move || Box::new(Interpreter::sharing(Arc::clone(&code))) as Box<dyn Engine>)
         }
         EngineKind::Jit => {
-            denali_jit::Jit::new().ok_or_else(|| Failure::host(NO_JIT))?;
-            Arc::new(|| match denali_jit::Jit::new() {
+            if !denali_jit::Jit::available() {
+                return Err(Failure::host(NO_JIT));
+            }
+            // Tiered: most of a fleet VM's code runs a few times, and translating it would
+            // cost each VM more than interpreting it (the interpreters share decoded blocks).
+            let code = SharedCode::new();
+            Arc::new(move || match denali_jit::Jit::tiered(Arc::clone(&code)) {
                 Some(jit) => Box::new(jit) as Box<dyn Engine>,
-                None => Box::new(Interpreter::new()),
+                None => Box::new(Interpreter::sharing(Arc::clone(&code))),
             })
         }
     })

@@ -1,0 +1,110 @@
+//! The tiered JIT of fleets: cold blocks run in the interpreter, a block is translated once
+//! it has run `TIER_UP` times, and the guest cannot tell: registers, flags, memory, counts and
+//! exits are the interpreter's under every budget slice, across the switch from interpreted
+//! to translated code, and when code is rewritten around it.
+
+#![cfg(target_arch = "x86_64")]
+
+mod common;
+
+use common::{flat, run};
+use denali_engine::{Cpu, ExceptionKind, Exit, GuestMemory, Interpreter, SharedCode};
+use denali_jit::{Jit, TIER_UP};
+
+const MEM: u64 = 0x10_0000;
+
+/// Budget slices: 1 stops before every block, odd sizes stop inside blocks.
+const SLICES: [u64; 7] = [1, 3, 7, 11, 64, 1000, u64::MAX];
+
+/// Runs `setup` on the interpreter and on a tiered JIT under every slice, asserts they agree,
+/// and returns the tiered JIT's exits and statistics of the unsliced run.
+fn agree(setup: &dyn Fn(&mut GuestMemory) -> Cpu, limit: u64) -> (Vec<Exit>, denali_jit::JitStats) {
+    let mut last = None;
+    for slice in SLICES {
+        let mut mem_i = GuestMemory::new(MEM).unwrap();
+        let cpu = setup(&mut mem_i);
+        let want = run(&mut Interpreter::new(), cpu, &mut mem_i, slice, limit);
+        let mut mem = GuestMemory::new(MEM).unwrap();
+        let cpu = setup(&mut mem);
+        let mut jit = Jit::tiered(SharedCode::new()).expect("x86-64 host with BMI2");
+        let got = run(&mut jit, cpu, &mut mem, slice, limit);
+        assert_eq!(got, want, "tiered JIT (left) differs from the interpreter (right), slice {slice}");
+        last = Some((got.exits, jit.stats()));
+    }
+    last.expect("at least one slice")
+}
+
+/// `mov ecx, n; L: add eax, ecx; xor ebx, eax; dec ecx; jnz L; terminate`.
+fn counted_loop(n: u32) -> Vec<u8> {
+    let mut code = vec![0xB9];
+    code.extend_from_slice(&n.to_le_bytes());
+    code.extend_from_slice(&[0x01, 0xC8, 0x31, 0xC3, 0x49, 0x75, 0xF9, 0xCD, 0xD0]);
+    code
+}
+
+#[test]
+fn a_loop_runs_interpreted_until_hot_then_translated() {
+    let code = counted_loop(10_000);
+    let (exits, stats) = agree(&flat(&code), 1_000_000);
+    assert!(matches!(exits.last(), Some(Exit::Terminate { .. })), "{exits:?}");
+    assert!(stats.translations >= 1, "{stats:?}");
+    // The loop body (4 instructions) ran TIER_UP times in the interpreter, then translated.
+    let body = 4 * u64::from(TIER_UP);
+    assert!(stats.interpreted >= body && stats.interpreted < body + 100, "{stats:?}");
+}
+
+#[test]
+fn code_that_stays_cold_is_never_translated() {
+    let code = counted_loop(TIER_UP / 2);
+    let (exits, stats) = agree(&flat(&code), 1_000_000);
+    assert!(matches!(exits.last(), Some(Exit::Terminate { .. })), "{exits:?}");
+    assert_eq!(stats.translations, 0, "{stats:?}");
+    assert_eq!(stats.block_runs, 0, "{stats:?}");
+}
+
+/// A loop that reads a dword 4 bytes further on each pass and runs off the end of memory on
+/// its 1001st: the fault comes from translated code and must carry the interpreter's EIP,
+/// address and state.
+#[test]
+fn a_fault_in_code_that_tiered_up_is_exact() {
+    let start = (MEM as u32) - 4 * 999 - 4;
+    let mut code = vec![0xBB];
+    code.extend_from_slice(&start.to_le_bytes()); // 0x1000 mov ebx, start
+    code.extend_from_slice(&[
+        0x8B, 0x03, // 0x1005 L: mov eax, [ebx]
+        0x83, 0xC3, 0x04, // 0x1007 add ebx, 4
+        0xEB, 0xF9, // 0x100A jmp L
+    ]);
+    let (exits, stats) = agree(&flat(&code), 1_000_000);
+    match exits.last() {
+        Some(Exit::Exception(e)) => assert_eq!((e.kind, e.eip, e.addr), (ExceptionKind::Memory, 0x1005, MEM as u32)),
+        other => panic!("expected a memory fault, got {other:?}"),
+    }
+    assert!(stats.translations >= 1, "{stats:?}");
+}
+
+/// A loop that rewrites an instruction of its own body on every pass (`inc eax` and `inc ebx`
+/// by turns), for longer than it takes to tier up, then writes `cli` there and jumps to it:
+/// each new byte takes effect at once, interpreted or translated, and the excluded
+/// instruction faults as INVALID where the interpreter faults.
+#[test]
+fn code_rewritten_across_the_tier_up_takes_effect_at_once() {
+    let code = [
+        0xB9, 0x2C, 0x01, 0x00, 0x00, // 0x1000 mov ecx, 300
+        0x40, // 0x1005 L: inc eax (rewritten)
+        0x89, 0xCA, // 0x1006 mov edx, ecx
+        0x83, 0xE2, 0x01, // 0x1008 and edx, 1
+        0x8D, 0x54, 0x52, 0x40, // 0x100B lea edx, [edx + edx*2 + 0x40]: 0x40 or 0x43
+        0x88, 0x15, 0x05, 0x10, 0x00, 0x00, // 0x100F mov [0x1005], dl
+        0x49, // 0x1015 dec ecx
+        0x75, 0xED, // 0x1016 jnz L
+        0xC6, 0x05, 0x05, 0x10, 0x00, 0x00, 0xFA, // 0x1018 mov byte [0x1005], 0xFA (cli)
+        0xEB, 0xE4, // 0x101F jmp L
+    ];
+    let (exits, stats) = agree(&flat(&code), 1_000_000);
+    match exits.last() {
+        Some(Exit::Exception(e)) => assert_eq!((e.kind, e.eip), (ExceptionKind::Invalid, 0x1005)),
+        other => panic!("expected INVALID, got {other:?}"),
+    }
+    assert!(stats.translations >= 1, "{stats:?}");
+}
