@@ -18,12 +18,18 @@ fn digest(bytes: &[u8]) -> u64 {
 }
 
 /// Runs `engine` from `cpu` in slices of `slice` instructions until a non-budget exit or
-/// `limit` instructions, retiring I/O exits as the kernel would (IN reads 0).
+/// `limit` instructions, retiring I/O exits as the kernel would (IN reads 0); asserts that
+/// each slice retires no more than its budget, and all of it when the budget is the exit.
 pub fn run(engine: &mut dyn Engine, mut cpu: Cpu, mem: &mut GuestMemory, slice: u64, limit: u64) -> Run {
     let mut exits = Vec::new();
     while cpu.instructions < limit {
         let budget = slice.min(limit - cpu.instructions);
+        let before = cpu.instructions;
         let exit = engine.run(&mut cpu, mem, budget);
+        // The engine contract: never more than the budget, and all of it when it says so.
+        let retired = cpu.instructions - before;
+        assert!(retired <= budget, "retired {retired} of a budget of {budget}");
+        assert!(exit != Exit::BudgetExhausted || retired == budget, "budget exhausted after {retired} of {budget}");
         match exit {
             Exit::BudgetExhausted => continue,
             Exit::PortOut { len, .. } => {
