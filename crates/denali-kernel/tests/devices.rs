@@ -588,6 +588,39 @@ fn a_detached_port_leaves_no_frames_or_address_behind() {
     assert!(matches!(switch.receive(twin, 1514), Received::Frame(f) if f[12] == 5));
 }
 
+/// Polls skip the switch's lock when nothing is queued and no arrival is pending: whatever
+/// the order of sends, pumps, takes and detaches, every arrival is still reported once.
+#[test]
+fn every_arrival_is_reported_once_around_detaches() {
+    let switch = Switch::new();
+    let macs: Vec<[u8; 6]> = (0..4).map(denali_kernel::vregs::mac_address).collect();
+    let ports: Vec<_> = macs.iter().map(|&mac| switch.attach(mac, None)).collect();
+    assert_eq!(switch.pump(), 0);
+    assert!(!switch.take_arrival(ports[0]));
+    // Two arrivals pending: taking one leaves the other.
+    switch.send(ports[0], frame(macs[1], macs[0], 1, 20)).unwrap();
+    switch.send(ports[0], frame(macs[2], macs[0], 2, 20)).unwrap();
+    assert_eq!(switch.pump(), 2);
+    assert!(switch.take_arrival(ports[1]));
+    assert!(!switch.take_arrival(ports[1]));
+    assert!(switch.take_arrival(ports[2]));
+    // A port detached with an arrival pending and a frame queued hides no one else's.
+    switch.send(ports[1], frame(macs[0], macs[1], 3, 20)).unwrap();
+    switch.send(ports[1], frame(macs[3], macs[1], 4, 20)).unwrap();
+    assert_eq!(switch.pump(), 2);
+    switch.send(ports[0], frame(macs[3], macs[0], 5, 20)).unwrap();
+    switch.detach(ports[0]);
+    assert!(switch.take_arrival(ports[3]));
+    assert!(!switch.take_arrival(ports[3]));
+    switch.send(ports[2], frame(macs[3], macs[2], 6, 20)).unwrap();
+    assert_eq!(switch.pump(), 1, "the detached port's queued frame is gone, the new one leaves");
+    // A port leaving with no arrival pending takes no one else's.
+    switch.detach(ports[2]);
+    assert!(switch.take_arrival(ports[3]));
+    assert!(!switch.take_arrival(ports[3]));
+    assert_eq!(switch.pump(), 0);
+}
+
 #[test]
 fn pcap_capture_records_every_switched_frame() {
     let path = temp_dir("pcap").join("capture.pcap");

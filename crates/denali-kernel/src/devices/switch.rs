@@ -10,13 +10,19 @@
 //!
 //! All state sits behind one mutex, so VMs on different threads can share a switch; whoever
 //! pumps (every VM does at its slice boundaries) forwards everyone's frames, and a port that
-//! receives a frame has its doorbell rung so an idle VM wakes. Only broadcast costs time in
+//! receives a frame has its doorbell rung so an idle VM wakes. Every VM polls at every quantum,
+//! so two counters outside the mutex let a poll that would find nothing skip the lock: frames
+//! queued for transmission, and ports with an arrival not yet taken. They change only under
+//! the lock; a reader on another thread that sees a stale zero misses nothing for good: the
+//! sender pumps its own frames at its next poll, and an arrival rings the receiver's doorbell,
+//! whose wake-up orders the increment before the receiver's next look. Only broadcast costs time in
 //! proportion to the number of ports: a pump visits only the ports with frames queued (a
 //! round-robin list of senders), and unicast finds its port in a MAC table, so a switch of
 //! 100,000 ports costs per frame what a switch of two does.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::devices::clock::Doorbell;
@@ -99,6 +105,10 @@ struct State {
 #[derive(Debug, Default)]
 pub struct Switch {
     state: Mutex<State>,
+    /// Frames in transmit queues (changed under the lock).
+    queued: AtomicUsize,
+    /// Ports whose `arrived` is set (changed under the lock).
+    arrivals: AtomicUsize,
 }
 
 impl Switch {
@@ -108,7 +118,10 @@ impl Switch {
 
     /// A switch that records every frame it forwards in `capture`.
     pub fn with_capture(capture: Capture) -> Arc<Switch> {
-        Arc::new(Switch { state: Mutex::new(State { capture: Some(capture), ..State::default() }) })
+        Arc::new(Switch {
+            state: Mutex::new(State { capture: Some(capture), ..State::default() }),
+            ..Switch::default()
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -150,6 +163,10 @@ impl Switch {
             if old.sending {
                 state.senders.retain(|&i| i != port.0);
             }
+            self.queued.fetch_sub(old.tx.len(), Ordering::SeqCst);
+            if old.arrived {
+                self.arrivals.fetch_sub(1, Ordering::SeqCst);
+            }
             if let Some(ports) = state.by_mac.get_mut(&old.mac) {
                 ports.retain(|&i| i != port.0);
                 if ports.is_empty() {
@@ -176,6 +193,7 @@ impl Switch {
             return Err(QueueFull);
         }
         port.tx.push_back(frame);
+        self.queued.fetch_add(1, Ordering::SeqCst);
         if !port.sending {
             port.sending = true;
             state.senders.push_back(index);
@@ -196,10 +214,18 @@ impl Switch {
 
     /// Whether a frame arrived for `port` since the last call.
     pub fn take_arrival(&self, port: PortId) -> bool {
-        match self.lock().ports.get_mut(port.0) {
+        if self.arrivals.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        let mut state = self.lock();
+        let taken = match state.ports.get_mut(port.0) {
             Some(Some(port)) => std::mem::take(&mut port.arrived),
             _ => false,
+        };
+        if taken {
+            self.arrivals.fetch_sub(1, Ordering::SeqCst);
         }
+        taken
     }
 
     /// Whether any other port could send `port` a frame.
@@ -236,6 +262,9 @@ impl Switch {
     /// Forwards every queued frame, draining the transmit queues round-robin. Returns how
     /// many frames left transmit queues.
     pub fn pump(&self) -> usize {
+        if self.queued.load(Ordering::SeqCst) == 0 {
+            return 0;
+        }
         let mut state = self.lock();
         let mut moved = 0;
         while let Some(from) = state.senders.pop_front() {
@@ -246,8 +275,9 @@ impl Switch {
                 state.senders.push_back(from);
             }
             if let Some(frame) = frame {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
                 moved += 1;
-                forward(&mut state, from, frame);
+                forward(&mut state, &self.arrivals, from, frame);
             }
         }
         moved
@@ -260,7 +290,7 @@ impl Switch {
 }
 
 /// Sends one frame from port `from` to its destinations.
-fn forward(state: &mut State, from: usize, frame: Vec<u8>) {
+fn forward(state: &mut State, arrivals: &AtomicUsize, from: usize, frame: Vec<u8>) {
     state.switched += 1;
     if let Some(capture) = &mut state.capture {
         capture.record(&frame);
@@ -277,19 +307,19 @@ fn forward(state: &mut State, from: usize, frame: Vec<u8>) {
     if dest[0] & 1 == 1 {
         let targets: Vec<usize> = (0..state.ports.len()).filter(|&i| i != from).collect();
         for to in targets {
-            deliver(state, to, frame.clone());
+            deliver(state, arrivals, to, frame.clone());
         }
         return;
     }
     // A switch never sends a frame back out of the port it came in on.
     let target = state.by_mac.get(&dest).and_then(|ports| ports.iter().copied().find(|&i| i != from));
     match target {
-        Some(to) => deliver(state, to, frame),
+        Some(to) => deliver(state, arrivals, to, frame),
         None => state.unknown_dropped += 1,
     }
 }
 
-fn deliver(state: &mut State, to: usize, frame: Vec<u8>) {
+fn deliver(state: &mut State, arrivals: &AtomicUsize, to: usize, frame: Vec<u8>) {
     let Some(Some(port)) = state.ports.get_mut(to) else { return };
     if port.rx.len() >= RX_CAPACITY {
         port.counters.rx_dropped += 1;
@@ -298,7 +328,10 @@ fn deliver(state: &mut State, to: usize, frame: Vec<u8>) {
     }
     port.rx.push_back(frame);
     port.counters.rx += 1;
-    port.arrived = true;
+    // Counted before the bell rings: the woken VM's first look must see it.
+    if !std::mem::replace(&mut port.arrived, true) {
+        arrivals.fetch_add(1, Ordering::SeqCst);
+    }
     if let Some(bell) = &port.bell {
         bell.ring();
     }
