@@ -52,7 +52,12 @@ pub enum Command {
     Bench(BenchArgs),
     /// Runs a fleet of VMs (of one image, or as a manifest describes) under the scheduler and prints
     /// a summary.
-    #[command(after_long_help = FLEET_HELP)]
+    #[command(
+        after_long_help = FLEET_HELP,
+        mut_arg("image", |a| a.help(
+            "An ELF32 executable, as for `run`, or a fleet manifest: a file whose name ends in .toml"
+        ))
+    )]
     Fleet(FleetArgs),
     /// Runs one of the paper's experiments as a series of pingpong fleets and prints a
     /// Markdown table (README.md, "Experiments").

@@ -104,6 +104,14 @@ fn help_documents_exit_statuses() {
 }
 
 #[test]
+fn fleet_help_describes_the_manifest_form() {
+    let text = stdout(&denali(&["fleet", "--help"]));
+    for needle in ["fleet manifest: a file whose name ends in .toml", "MANIFEST.toml", "FILE:LINE:COLUMN"] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
+
+#[test]
 fn exit_status_is_the_guests() {
     let dir = temp_dir("exit-status");
     let path = write(&dir, "exit7.bin", EXIT_7);
