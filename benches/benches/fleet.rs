@@ -8,13 +8,15 @@
 //!   on one worker with a quantum of one instruction; one element is one quantum, so the time
 //!   per element is a VM switch plus one guest instruction. With 1,000 VMs the next VM's
 //!   state is out of the CPU's caches and TLB at every switch; with 10 it is in them.
+//!   `switch/jit_quantum_1_N_vms`: the same under the fleets' tiered JIT.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use denali_engine::Interpreter;
-use denali_fleet::{Fleet, FleetConfig, VmSpec};
+use denali_engine::{Engine, Interpreter, SharedCode};
+use denali_fleet::{EngineFactory, Fleet, FleetConfig, VmSpec};
+use denali_jit::Jit;
 use denali_kernel::{BootImage, Image, Vm, VmConfig};
 
 const MEM: u32 = 64 << 10;
@@ -50,20 +52,33 @@ fn switch(c: &mut Criterion) {
     let mut group = c.benchmark_group("switch");
     group.sample_size(10).warm_up_time(Duration::from_millis(200)).measurement_time(Duration::from_secs(10));
     group.throughput(Throughput::Elements(quanta));
-    // 1,000 VMs: each switch finds the next VM's state out of the cache; 10: in it.
-    for vms in [1000, 10] {
-        let specs = vec![VmSpec::new(Arc::clone(&spin), MEM); vms];
-        group.bench_function(format!("quantum_1_{vms}_vms"), |b| {
-            b.iter(|| {
-                let mut config = FleetConfig::new();
-                config.threads = 1;
-                config.quantum = 1;
-                config.instruction_limit = Some(quanta);
-                let report = Fleet::new(config).run(&specs);
-                assert!(report.quanta >= quanta);
-                report
+    // 1,000 VMs: each switch finds the next VM's state out of the cache; 10: in it. The
+    // interpreter, and the fleets' tiered JIT (the default engine of `denali fleet`), whose
+    // `jmp $` is translated after its first runs.
+    let code = SharedCode::new();
+    let tiered: EngineFactory = Arc::new(move || match Jit::tiered(Arc::clone(&code)) {
+        Some(jit) => Box::new(jit) as Box<dyn Engine>,
+        None => Box::new(Interpreter::new()),
+    });
+    let engines = [("", None), ("jit_", Jit::available().then_some(tiered))];
+    for (prefix, engine) in engines.iter().filter(|(prefix, engine)| prefix.is_empty() || engine.is_some()) {
+        for vms in [1000, 10] {
+            let specs = vec![VmSpec::new(Arc::clone(&spin), MEM); vms];
+            group.bench_function(format!("{prefix}quantum_1_{vms}_vms"), |b| {
+                b.iter(|| {
+                    let mut config = FleetConfig::new();
+                    config.threads = 1;
+                    config.quantum = 1;
+                    config.instruction_limit = Some(quanta);
+                    if let Some(engine) = engine {
+                        config.engine = Arc::clone(engine);
+                    }
+                    let report = Fleet::new(config).run(&specs);
+                    assert!(report.quanta >= quanta);
+                    report
+                });
             });
-        });
+        }
     }
     group.finish();
 }
