@@ -25,6 +25,8 @@ pub mod vreg;
 pub mod rt;
 
 pub use denali_abi as abi;
+#[doc(hidden)]
+pub use denali_start::start as __start;
 pub use rt::MainResult;
 pub use vreg::{
     Fault, ack_irq, cpu_khz, irq_enable, irq_pending, last_fault, mem_size, set_exception_handler, set_irq_handler,

@@ -28,11 +28,8 @@ impl MainResult for fn() {
 }
 
 /// Defines the guest's entry point `_start` around `main`, which is `fn() -> u32` (the exit
-/// status), `fn() -> !` or `fn()` (exit status 0).
-///
-/// The kernel starts the guest with a valid ESP at the top of memory, EFLAGS 0x202 (DF clear)
-/// and `.bss` already zero-filled by the loader, so `_start` only aligns the stack to the
-/// 16 bytes the i386 System V ABI promises at a call, and calls `main`.
+/// status), `fn() -> !` or `fn()` (exit status 0). `_start` is `denali-start`'s, shared with
+/// the native builds of the kernels: it aligns the stack and calls `main`.
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
@@ -42,22 +39,7 @@ macro_rules! entry {
             $crate::MainResult::run($main as fn() -> _)
         }
 
-        ::core::arch::global_asm!(
-            ".pushsection .text._start, \"ax\", @progbits",
-            ".globl _start",
-            ".type _start, @function",
-            "_start:",
-            // A zero frame pointer ends frame-pointer stack walks here.
-            "xor ebp, ebp",
-            "and esp, -16",
-            "call {main}",
-            // Not reached: main diverges. A breakpoint (inside the subset, unlike ud2) would trap
-            // cleanly if it ever were.
-            "int3",
-            ".size _start, . - _start",
-            ".popsection",
-            main = sym __denali_main,
-        );
+        $crate::__start!(__denali_main);
     };
 }
 

@@ -24,6 +24,9 @@ mod batch;
 #[path = "../../denali-guest/src/mem.rs"]
 mod mem;
 
+#[doc(hidden)]
+pub use denali_start::start as __start;
+
 /// Exit status of a program that panicked (the same as a guest's and a hosted Rust program's).
 pub const PANIC_EXIT_STATUS: u32 = 101;
 
@@ -94,11 +97,7 @@ macro_rules! println {
 }
 
 /// Defines the process entry point `_start` around `main: fn() -> u32`, whose result is the
-/// exit status.
-///
-/// Linux starts a static executable with ESP pointing at `argc` (valid, but only 4-byte
-/// aligned), DF clear and `.bss` zero-filled, so `_start`, like the guests', only aligns the
-/// stack to the 16 bytes the i386 System V ABI promises at a call, and calls `main`.
+/// exit status. `_start` is `denali-start`'s, the same as the guests'.
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
@@ -109,21 +108,7 @@ macro_rules! entry {
             $crate::exit(main())
         }
 
-        ::core::arch::global_asm!(
-            ".pushsection .text._start, \"ax\", @progbits",
-            ".globl _start",
-            ".type _start, @function",
-            "_start:",
-            // A zero frame pointer ends frame-pointer stack walks here.
-            "xor ebp, ebp",
-            "and esp, -16",
-            "call {main}",
-            // Not reached: main diverges.
-            "int3",
-            ".size _start, . - _start",
-            ".popsection",
-            main = sym __native_main,
-        );
+        $crate::__start!(__native_main);
     };
 }
 
