@@ -69,6 +69,9 @@ pub(crate) struct Block {
 #[derive(Default)]
 pub(crate) struct Cache {
     blocks: Vec<Option<Block>>,
+    /// How often each block (by slot) has been entered, for engines that tier up
+    /// (`Interpreter::run_counting`); 0 when its slot is filled.
+    runs: Vec<u32>,
     free: Vec<u32>,
     map: AddrMap<u32>,
     fast: Box<[(u32, u32)]>,
@@ -128,6 +131,14 @@ impl Cache {
         self.fast = fast;
     }
 
+    /// Counts an entry into the block in `slot` and returns how many there have been.
+    #[inline(always)]
+    pub fn count_run(&mut self, slot: u32) -> u32 {
+        let runs = &mut self.runs[slot as usize];
+        *runs = runs.saturating_add(1);
+        *runs
+    }
+
     #[inline(always)]
     pub fn block(&self, slot: u32) -> &Block {
         match &self.blocks[slot as usize] {
@@ -161,10 +172,12 @@ impl Cache {
         let slot = match self.free.pop() {
             Some(s) => {
                 self.blocks[s as usize] = Some(block);
+                self.runs[s as usize] = 0;
                 s
             }
             None => {
                 self.blocks.push(Some(block));
+                self.runs.push(0);
                 #[allow(clippy::cast_possible_truncation, reason = "fewer blocks than addresses")]
                 let s = (self.blocks.len() - 1) as u32;
                 s
@@ -201,6 +214,7 @@ impl Cache {
     /// spurious invalidation of nothing later.
     fn flush(&mut self) {
         self.blocks.clear();
+        self.runs.clear();
         self.free.clear();
         self.map.clear();
         self.by_page.clear();

@@ -30,6 +30,8 @@ use machine::{Flow, Machine, Op, Trap};
 #[derive(Default)]
 pub struct Interpreter {
     cache: Cache,
+    /// The last `run_counting` stopped before a hot block.
+    stopped_hot: bool,
 }
 
 impl Interpreter {
@@ -40,7 +42,7 @@ impl Interpreter {
     /// An interpreter that reuses blocks other interpreters of `shared` decoded (where its
     /// memory holds the same bytes) and offers its own: for the many VMs of one image.
     pub fn sharing(shared: Arc<SharedCode>) -> Interpreter {
-        Interpreter { cache: Cache::sharing(shared) }
+        Interpreter { cache: Cache::sharing(shared), stopped_hot: false }
     }
 
     /// Pre-decoded instructions in the block cache: host memory the guest's code costs.
@@ -48,19 +50,27 @@ impl Interpreter {
         self.cache.cached_ops()
     }
 
-    /// Runs the block at `cpu.eip` and stops where it ends (a jump, or its last instruction),
-    /// or earlier at an exit or when `budget` runs out: `BudgetExhausted` then means only
-    /// that the block is over. For engines that run cold code here and count how often each
-    /// block starts (the JIT's tiering).
-    pub fn run_block(&mut self, cpu: &mut Cpu, memory: &mut GuestMemory, budget: u64) -> Exit {
-        self.run_with::<true>(cpu, memory, budget)
+    /// Runs as [`Engine::run`] does, but counts how often each decoded block is entered and
+    /// stops before entering one for more than the `tier_up`th time, with EIP at its start:
+    /// then the second value is true. For the JIT's tiering: cold code runs here at the
+    /// interpreter's full speed, and the JIT takes over a block once it is hot (every later
+    /// entry stops here again, so the JIT runs its translation).
+    pub fn run_counting(&mut self, cpu: &mut Cpu, memory: &mut GuestMemory, budget: u64, tier_up: u32) -> (Exit, bool) {
+        let exit = self.run_with::<true>(cpu, memory, budget, tier_up);
+        (exit, std::mem::take(&mut self.stopped_hot))
     }
 
-    fn run_with<const ONE_BLOCK: bool>(&mut self, cpu: &mut Cpu, memory: &mut GuestMemory, budget: u64) -> Exit {
+    fn run_with<const COUNT: bool>(
+        &mut self,
+        cpu: &mut Cpu,
+        memory: &mut GuestMemory,
+        budget: u64,
+        tier_up: u32,
+    ) -> Exit {
         let mut regs = [0; 9];
         regs[..8].copy_from_slice(&cpu.regs);
         let mut m = Machine { regs, eflags: cpu.eflags, eip: cpu.eip, left: budget, mem: memory };
-        let exit = self.run_blocks::<ONE_BLOCK>(&mut m);
+        let exit = self.run_blocks::<COUNT>(&mut m, tier_up);
         cpu.regs.copy_from_slice(&m.regs[..8]);
         cpu.eflags = m.eflags;
         cpu.eip = m.eip;
@@ -68,12 +78,8 @@ impl Interpreter {
         exit
     }
 
-    fn run_blocks<const ONE_BLOCK: bool>(&mut self, m: &mut Machine<'_>) -> Exit {
-        let mut first = true;
+    fn run_blocks<const COUNT: bool>(&mut self, m: &mut Machine<'_>, tier_up: u32) -> Exit {
         'blocks: loop {
-            if ONE_BLOCK && !std::mem::take(&mut first) {
-                return Exit::BudgetExhausted;
-            }
             if m.mem.code_was_written() {
                 let pages = m.mem.take_written_code_pages();
                 self.cache.invalidate(&pages);
@@ -85,6 +91,10 @@ impl Interpreter {
                 return Exit::Exception(Exception { kind: ExceptionKind::Memory, eip: m.eip, addr: m.eip });
             }
             let slot = self.cache.lookup(m.eip, m.mem);
+            if COUNT && self.cache.count_run(slot) > tier_up {
+                self.stopped_hot = true;
+                return Exit::BudgetExhausted;
+            }
             let block = self.cache.block(slot);
             for op in block.ops.iter() {
                 if m.left == 0 {
@@ -138,6 +148,6 @@ fn validator_accepts(ins: &iced_x86::Instruction) -> bool {
 
 impl Engine for Interpreter {
     fn run(&mut self, cpu: &mut Cpu, memory: &mut GuestMemory, budget: u64) -> Exit {
-        self.run_with::<false>(cpu, memory, budget)
+        self.run_with::<false>(cpu, memory, budget, 0)
     }
 }

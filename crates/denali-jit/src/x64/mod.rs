@@ -17,10 +17,10 @@ use std::time::Instant;
 const PAGE_SHIFT: u32 = PAGE_SIZE.trailing_zeros();
 /// The guest status flags (CF PF AF ZF SF OF) that live in host flags inside a block.
 const STATUS: u32 = 0x8D5;
-/// Most cached entries (translated or not) before the cache is flushed whole; also the most
-/// cold block starts a tiered JIT keeps counts for.
+/// Most cached entries (translated or not) before the cache is flushed whole.
 const MAX_ENTRIES: usize = 1 << 16;
-/// How often a tiered JIT lets the interpreter run a block before it translates it.
+/// How often a tiered JIT lets the interpreter run a block (counted by the interpreter, per
+/// decoded block) before it translates it.
 /// Translating costs about 1-3 us per guest instruction, interpreting one about 10-20 ns, so
 /// a block pays for its translation after roughly a hundred runs; code that runs fewer times
 /// (start-up, the few thousand instructions of an idle VM in a large fleet) is never translated.
@@ -70,10 +70,8 @@ pub struct JitStats {
 /// The basic-block JIT engine. Owns an interpreter for everything it does not translate.
 pub struct Jit {
     interp: Interpreter,
-    /// Block starts run in the interpreter before they are translated; 0 translates at once.
+    /// How often the interpreter runs a block before it is translated; 0 translates at once.
     tier_up: u32,
-    /// How often each cold block start has run, while `tier_up` > 0.
-    heat: AddrMap<u32>,
     arena: Arena,
     blocks: AddrMap<Entry>,
     /// Block start addresses by the guest pages their bytes lie on.
@@ -120,7 +118,6 @@ impl Jit {
         Some(Jit {
             interp,
             tier_up,
-            heat: AddrMap::default(),
             arena: Arena::default(),
             blocks: AddrMap::default(),
             by_page: AddrMap::default(),
@@ -174,25 +171,6 @@ impl Jit {
 
     fn state(&mut self) -> &mut State {
         self.state.get_or_insert_with(State::new)
-    }
-
-    /// Whether the block at `eip` is still cold and runs in the interpreter this time:
-    /// counts the run.
-    fn cold(&mut self, eip: u32) -> bool {
-        if self.tier_up == 0 || self.blocks.contains_key(&eip) {
-            return false;
-        }
-        if self.heat.len() >= MAX_ENTRIES {
-            // A guest that jumps to ever new addresses must not grow host memory without end.
-            self.heat.clear();
-        }
-        let runs = self.heat.entry(eip).or_insert(0);
-        *runs += 1;
-        if *runs <= self.tier_up {
-            return true;
-        }
-        self.heat.remove(&eip);
-        false
     }
 
     fn flush(&mut self) {
@@ -362,14 +340,19 @@ type AddrMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<AddrHasher>>;
 impl Engine for Jit {
     fn run(&mut self, cpu: &mut Cpu, mem: &mut GuestMemory, budget: u64) -> Exit {
         let mut left = budget;
+        // The interpreter stopped before a hot block at EIP: translate it rather than ask again.
+        let mut hot = false;
         loop {
             if left == 0 {
                 return Exit::BudgetExhausted;
             }
             self.sync(mem);
-            if cpu.eip < mem.size() && self.cold(cpu.eip) {
+            if self.tier_up > 0 && !hot && cpu.eip < mem.size() && !self.blocks.contains_key(&cpu.eip) {
+                // Code not translated yet runs in the interpreter, which counts block entries
+                // and stops before a block that has run `tier_up` times: translated next.
                 let before = cpu.instructions;
-                let exit = self.interp.run_block(cpu, mem, left);
+                let exit;
+                (exit, hot) = self.interp.run_counting(cpu, mem, left, self.tier_up);
                 let done = cpu.instructions - before;
                 self.stats.interpreted += done;
                 left -= done;
@@ -378,6 +361,7 @@ impl Engine for Jit {
                 }
                 continue;
             }
+            hot = false;
             if cpu.eip < mem.size() {
                 let entry = self.lookup(cpu.eip, mem);
                 if entry.count > 0 && u64::from(entry.count) <= left {
