@@ -265,3 +265,48 @@ fn side_exits_give_back_the_rest_of_the_block() {
     let (exits, _) = agree(&flat(&code), 10_000);
     assert!(terminated(&exits), "{exits:?}");
 }
+
+/// A loop whose JCC back to the block's start is followed by more of the block (the taken arm
+/// runs inline and takes the next pass's count net of the rest's refund), with a store in it
+/// and after it.
+#[test]
+fn loops_back_from_inside_a_block_count_exactly() {
+    let code = [
+        0xB9, 0x2C, 0x01, 0x00, 0x00, // 0x1000 mov ecx, 300
+        0x01, 0xC8, // 0x1005 l: add eax, ecx
+        0x89, 0x04, 0x8D, 0x00, 0x30, 0x00, 0x00, // mov [ecx*4+0x3000], eax
+        0x49, // dec ecx
+        0x75, 0xF4, // jnz l
+        0x83, 0xC0, 0x05, // add eax, 5
+        0x89, 0x05, 0x00, 0x20, 0x00, 0x00, // mov [0x2000], eax
+        0x43, // inc ebx
+        0xCD, 0xD0, // terminate
+    ];
+    let (exits, stats) = agree(&flat(&code), 100_000);
+    assert!(terminated(&exits), "{exits:?}");
+    assert!(stats.lookups < 10, "{stats:?}");
+}
+
+/// Straight-line blocks of 24 stores, each through a base register moved by another register
+/// (so each has its own check), where the k-th store is the first outside memory: the branches
+/// of failed checks reach their exits through trampolines placed inside the block, and the
+/// fault must be the interpreter's, at that store, with the flags of the `add` before it.
+#[test]
+fn long_blocks_fault_at_each_of_their_accesses() {
+    for k in 0..24u32 {
+        let start = (MEM as u32).wrapping_sub(0x100 * k);
+        let mut code = vec![0xB8, 0x78, 0x56, 0x34, 0x12]; // mov eax, 0x12345678
+        code.extend([0xB9, 0x00, 0x01, 0x00, 0x00]); // mov ecx, 0x100
+        code.push(0xBB); // mov ebx, start
+        code.extend(start.to_le_bytes());
+        code.push(0xF9); // stc
+        for _ in 0..24 {
+            code.extend([0x89, 0x03]); // mov [ebx], eax
+            code.extend([0x01, 0xCB]); // add ebx, ecx
+        }
+        code.extend([0xCD, 0xD0]);
+        let (exits, _) = agree(&flat(&code), 1000);
+        let (kind, eip) = last_exception(&exits);
+        assert_eq!((kind, eip), (ExceptionKind::Memory, 0x1010 + 4 * k));
+    }
+}
