@@ -289,24 +289,31 @@ fn loops_back_from_inside_a_block_count_exactly() {
 
 /// Straight-line blocks of 24 stores, each through a base register moved by another register
 /// (so each has its own check), where the k-th store is the first outside memory: the branches
-/// of failed checks reach their exits through trampolines placed inside the block, and the
-/// fault must be the interpreter's, at that store, with the flags of the `add` before it.
+/// of failed checks reach their exits through trampolines placed inside the block (or, for the
+/// first check, before the block's inner entry when that is within reach: not after a long
+/// prefix of register instructions), and the fault must be the interpreter's, at that store,
+/// with the flags of the `add` before it.
 #[test]
 fn long_blocks_fault_at_each_of_their_accesses() {
-    for k in 0..24u32 {
-        let start = (MEM as u32).wrapping_sub(0x100 * k);
-        let mut code = vec![0xB8, 0x78, 0x56, 0x34, 0x12]; // mov eax, 0x12345678
-        code.extend([0xB9, 0x00, 0x01, 0x00, 0x00]); // mov ecx, 0x100
-        code.push(0xBB); // mov ebx, start
-        code.extend(start.to_le_bytes());
-        code.push(0xF9); // stc
-        for _ in 0..24 {
-            code.extend([0x89, 0x03]); // mov [ebx], eax
-            code.extend([0x01, 0xCB]); // add ebx, ecx
+    for prefix in [0u32, 8, 30] {
+        for k in 0..24u32 {
+            let start = (MEM as u32).wrapping_sub(0x100 * k);
+            let mut code = Vec::new();
+            for _ in 0..prefix {
+                code.extend([0x05, 0x78, 0x56, 0x34, 0x12]); // add eax, 0x12345678
+            }
+            code.extend([0xB9, 0x00, 0x01, 0x00, 0x00]); // mov ecx, 0x100
+            code.push(0xBB); // mov ebx, start
+            code.extend(start.to_le_bytes());
+            code.push(0xF9); // stc
+            for _ in 0..24 {
+                code.extend([0x89, 0x03]); // mov [ebx], eax
+                code.extend([0x01, 0xCB]); // add ebx, ecx
+            }
+            code.extend([0xCD, 0xD0]);
+            let (exits, _) = agree(&flat(&code), 1000);
+            let (kind, eip) = last_exception(&exits);
+            assert_eq!((kind, eip), (ExceptionKind::Memory, 0x100B + 5 * prefix + 4 * k));
         }
-        code.extend([0xCD, 0xD0]);
-        let (exits, _) = agree(&flat(&code), 1000);
-        let (kind, eip) = last_exception(&exits);
-        assert_eq!((kind, eip), (ExceptionKind::Memory, 0x1010 + 4 * k));
     }
 }

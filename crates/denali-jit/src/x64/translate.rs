@@ -820,7 +820,6 @@ fn chain_indirect(a: &mut Asm) {
     dynasm!(a
         ; .arch x64
         ; mov DWORD [rdi + ctx::EIP], ecx
-        ; mov DWORD [rdi + ctx::COUNT], 0
         ; mov r8d, 0
         ; crc32 r8d, ecx
         ; rorx r8, r8, 20
@@ -831,6 +830,7 @@ fn chain_indirect(a: &mut Asm) {
         ; lea rcx, [rcx + r9 + 1]
         ; pop r9
         ; jrcxz >hit
+        ; mov DWORD [rdi + ctx::COUNT], 0
         ; jmp ->exit
         ; hit:
         ; jmp QWORD [rdi + r8 * 2 + ctx::TABLE + 8]
@@ -945,6 +945,21 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
     );
     set_exit(&mut a, start, 0);
     dynasm!(a ; .arch x64 ; jmp ->exit);
+    let (eager, deferred) = place_fixups(&c);
+    let plan = {
+        let accesses: Vec<Vec<Access>> = c.iter().map(|x| x.accesses.clone()).collect();
+        let effects: Vec<Effect> = c.iter().map(|x| x.effect).collect();
+        checks::plan(&accesses, &effects)
+    };
+    let mut islands = Islands::default();
+    // The first check of a loop would otherwise need an island inside the loop, behind a
+    // jump taken on every pass: its trampoline goes here, reached backwards.
+    let first_stop = plan.iter().position(|p| !p.is_empty()).map(|i| (i, a.new_dynamic_label()));
+    if let Some((_, stop)) = first_stop {
+        let tramp = a.new_dynamic_label();
+        dynasm!(a ; .arch x64 ; =>tramp ; jmp =>stop);
+        islands.back = Some((tramp, stop, a.offset().0 - 5));
+    }
     let inner = a.offset().0;
     dynasm!(a
         ; .arch x64
@@ -958,22 +973,18 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
         ; jrcxz =>no_budget
         ; lea r9, [r9 + 1]
     );
-    let (eager, deferred) = place_fixups(&c);
-    let plan = {
-        let accesses: Vec<Vec<Access>> = c.iter().map(|x| x.accesses.clone()).collect();
-        let effects: Vec<Effect> = c.iter().map(|x| x.effect).collect();
-        checks::plan(&accesses, &effects)
-    };
     let mut stops = Vec::new();
     let mut out = Out { sides: Vec::new(), links: Vec::new(), ended: false };
-    let mut islands = Islands::default();
     let b = Body { c: &c, start, own, mem_size, eager: &eager, deferred: &deferred };
     for (i, cand) in c.iter().enumerate() {
         // Where a failed check goes: out of line, after the block's body, so that the checks
         // that pass (all but never) run through dense code.
         let mut r8_ready = false;
         if !plan[i].is_empty() {
-            let stop = a.new_dynamic_label();
+            let stop = match first_stop {
+                Some((first, stop)) if first == i => stop,
+                _ => a.new_dynamic_label(),
+            };
             stops.push((stop, i));
             for check in &plan[i] {
                 let lea = check_lea(check)?;
@@ -1113,22 +1124,22 @@ fn emit_instruction(
             }
             dynasm!(a ; .arch x64 ; =>skip);
         }
+        // Stack slots are addressed as [rbp + r12 - 4] without the 32-bit wrap: the check
+        // passed, so ESP - 4 (mod 2^32) lies inside memory, which ends at least a page below
+        // 4 GiB; with ESP < 4 it would not. (Same for [rbp + r12] and the call pushes.)
         Kind::PushReg(r) => {
-            dynasm!(a ; .arch x64 ; lea r8d, [r12 - 4]);
-            dynasm!(a ; .arch x64 ; mov DWORD [rbp + r8], Rd(r) ; mov r12d, r8d);
+            dynasm!(a ; .arch x64 ; mov DWORD [rbp + r12 - 4], Rd(r) ; lea r12d, [r12 - 4]);
         }
         Kind::PushImm(v) => {
-            dynasm!(a ; .arch x64 ; lea r8d, [r12 - 4]);
             #[allow(clippy::cast_possible_wrap, reason = "the dword's bits")]
             let v = v as i32;
-            dynasm!(a ; .arch x64 ; mov DWORD [rbp + r8], v ; mov r12d, r8d);
+            dynasm!(a ; .arch x64 ; mov DWORD [rbp + r12 - 4], v ; lea r12d, [r12 - 4]);
         }
         Kind::PopReg(r) => {
-            dynasm!(a ; .arch x64 ; mov r8d, r12d);
             if r == 12 {
-                dynasm!(a ; .arch x64 ; mov r12d, DWORD [rbp + r8]);
+                dynasm!(a ; .arch x64 ; mov r12d, DWORD [rbp + r12]);
             } else {
-                dynasm!(a ; .arch x64 ; mov Rd(r), DWORD [rbp + r8] ; lea r12d, [r12 + 4]);
+                dynasm!(a ; .arch x64 ; mov Rd(r), DWORD [rbp + r12] ; lea r12d, [r12 + 4]);
             }
         }
         Kind::Jmp(target) => {
@@ -1136,10 +1147,9 @@ fn emit_instruction(
             out.ended = true;
         }
         Kind::Call(target) => {
-            dynasm!(a ; .arch x64 ; lea r8d, [r12 - 4]);
             #[allow(clippy::cast_possible_wrap, reason = "the return address's bits")]
             let ret = cand.next as i32;
-            dynasm!(a ; .arch x64 ; mov DWORD [rbp + r8], ret ; mov r12d, r8d);
+            dynasm!(a ; .arch x64 ; mov DWORD [rbp + r12 - 4], ret ; lea r12d, [r12 - 4]);
             chain(a, target, mem_size, own, links);
             out.ended = true;
         }
@@ -1165,12 +1175,7 @@ fn emit_instruction(
             if matches!(cand.kind, Kind::CallInd(_)) {
                 #[allow(clippy::cast_possible_wrap, reason = "the return address's bits")]
                 let ret = cand.next as i32;
-                dynasm!(a
-                    ; .arch x64
-                    ; lea r8d, [r12 - 4]
-                    ; mov DWORD [rbp + r8], ret
-                    ; mov r12d, r8d
-                );
+                dynasm!(a ; .arch x64 ; mov DWORD [rbp + r12 - 4], ret ; lea r12d, [r12 - 4]);
             }
             chain_indirect(a);
             out.ended = true;
@@ -1229,11 +1234,20 @@ struct Islands {
     pending: Vec<(DynamicLabel, DynamicLabel)>,
     /// End of the first pending `jrcxz`.
     first: Option<usize>,
+    /// A trampoline before the inner entry (trampoline, exit, its offset), reached backwards.
+    back: Option<(DynamicLabel, DynamicLabel, usize)>,
 }
 
 impl Islands {
     /// `jrcxz` to the exit `stop`, through a trampoline.
     fn branch(&mut self, a: &mut Asm, stop: DynamicLabel) {
+        if let Some((tramp, exit, at)) = self.back {
+            // rel8 reaches 128 bytes back from the end of the 2-byte `jrcxz`.
+            if exit == stop && a.offset().0 + 2 <= at + 128 {
+                dynasm!(a ; .arch x64 ; jrcxz =>tramp);
+                return;
+            }
+        }
         let tramp = match self.pending.last() {
             Some(&(t, s)) if s == stop => t,
             _ => {
@@ -1252,7 +1266,9 @@ impl Islands {
     fn reserve(&mut self, a: &mut Asm, emit: impl FnOnce(&mut Asm, &mut Islands)) {
         let Some(first) = self.first else { return };
         let mut scratch = Asm::new(0);
-        let mut copy = self.clone();
+        // The scratch assembler's offsets start at 0: no backward trampoline there (the
+        // size measured can only be larger).
+        let mut copy = Islands { back: None, ..self.clone() };
         emit(&mut scratch, &mut copy);
         let size = scratch.offset().0;
         // The first trampoline follows a 2-byte jump; rel8 reaches 127 bytes forward. An island
