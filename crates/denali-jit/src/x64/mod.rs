@@ -250,6 +250,7 @@ impl Jit {
             limit: (1u64 << 32) - u64::from(mem.size()),
             code_pages: mem.code_page_table() as u64,
             one: 1,
+            df: (cpu.eflags >> 10) & 1,
             ..Ctx::default()
         };
         self.arena.call(entry.offset, &mut self.state);

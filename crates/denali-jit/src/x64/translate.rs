@@ -69,6 +69,8 @@ enum Kind {
     JmpInd(Option<u8>),
     /// `call r/m32`, likewise.
     CallInd(Option<u8>),
+    /// `rep stos` of 1 << shift bytes per element (32-bit addressing).
+    RepStos(u8),
 }
 
 impl Kind {
@@ -89,6 +91,7 @@ impl Kind {
                 | Kind::Ret(_)
                 | Kind::JmpInd(_)
                 | Kind::CallInd(_)
+                | Kind::RepStos(_)
         )
     }
 }
@@ -371,6 +374,19 @@ fn classify(ins: &Instruction) -> Option<Classified> {
 
 /// Classifies a validated instruction, re-encoding it when generic. `None`: not translated.
 fn classify_inner(ins: &Instruction) -> Option<(Kind, Vec<u8>, Vec<u8>)> {
+    if ins.has_rep_prefix()
+        && !ins.has_repne_prefix()
+        && !ins.has_lock_prefix()
+        && ins.op0_kind() == OpKind::MemoryESEDI
+    {
+        let shift = match ins.code() {
+            Code::Stosb_m8_AL => 0,
+            Code::Stosw_m16_AX => 1,
+            Code::Stosd_m32_EAX => 2,
+            _ => return None,
+        };
+        return Some((Kind::RepStos(shift), Vec::new(), Vec::new()));
+    }
     if ins.has_lock_prefix() || ins.has_rep_prefix() || ins.has_repne_prefix() {
         return None;
     }
@@ -563,7 +579,13 @@ fn accesses_of(ins: &Instruction, kind: Kind) -> Vec<Access> {
     };
     match kind {
         Kind::Generic { mem: Some((size, write)) } => vec![operand(size, write)],
-        Kind::Generic { mem: None } | Kind::Nop | Kind::Jmp(_) | Kind::Jcc(..) | Kind::JmpInd(Some(_)) => Vec::new(),
+        // REP STOS checks its whole range itself.
+        Kind::Generic { mem: None }
+        | Kind::Nop
+        | Kind::Jmp(_)
+        | Kind::Jcc(..)
+        | Kind::JmpInd(Some(_))
+        | Kind::RepStos(_) => Vec::new(),
         Kind::PushReg(_) | Kind::PushImm(_) | Kind::Call(_) | Kind::CallInd(Some(_)) => vec![stack(-4, true)],
         Kind::PopReg(_) | Kind::Ret(_) => vec![stack(0, false)],
         Kind::JmpInd(None) => vec![operand(4, false)],
@@ -980,6 +1002,13 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
         // Where a failed check goes: out of line, after the block's body, so that the checks
         // that pass (all but never) run through dense code.
         let mut r8_ready = false;
+        let mut own_stop = None;
+        if matches!(cand.kind, Kind::RepStos(_)) {
+            // Its checks are its own (not in the plan): they exit here when they fail.
+            let stop = a.new_dynamic_label();
+            stops.push((stop, i));
+            own_stop = Some(stop);
+        }
         if !plan[i].is_empty() {
             let stop = match first_stop {
                 Some((first, stop)) if first == i => stop,
@@ -998,7 +1027,7 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
                 r8_ready = lea == cand.lea;
             }
         }
-        let this = (i, cand, r8_ready);
+        let this = (i, cand, r8_ready, own_stop);
         islands.reserve(&mut a, |a, islands| {
             let mut scratch = Out { sides: Vec::new(), links: Vec::new(), ended: false };
             let _ = emit_instruction(a, &b, this, &mut scratch, islands);
@@ -1088,7 +1117,7 @@ struct Body<'a> {
 fn emit_instruction(
     a: &mut Asm,
     b: &Body,
-    (i, cand, r8_ready): (usize, &Cand, bool),
+    (i, cand, r8_ready, stop): (usize, &Cand, bool, Option<DynamicLabel>),
     out: &mut Out,
     islands: &mut Islands,
 ) -> Option<()> {
@@ -1180,6 +1209,7 @@ fn emit_instruction(
             chain_indirect(a);
             out.ended = true;
         }
+        Kind::RepStos(shift) => rep_stos(a, shift, b.mem_size, stop?)?,
         Kind::Jcc(target, cc) if i + 1 < c.len() && target == start => {
             // A loop back to the block's start: the taken arm is the likely one, so it runs
             // inline (one taken branch per pass, not two); it takes the next pass's count net
@@ -1382,6 +1412,73 @@ fn fix_after(a: &mut Asm, f: Fixup) -> Option<()> {
         }
     }
     dynasm!(a ; .arch x64 ; popfq);
+    Some(())
+}
+
+/// `rep stos` of `1 << shift`-byte elements, run by the host's own `rep stos` when the whole
+/// range lies inside memory (of `mem_size` bytes) on pages without cached code, DF is clear
+/// and the budget covers every iteration; otherwise it exits (`stop`) before the instruction
+/// and the interpreter runs it (partial progress, faults, DF set, stores to code). ECX = 0
+/// retires once and changes nothing. Each iteration retires as one instruction: the block
+/// counted one, the other ECX - 1 are taken from r11 here. Saves the flags around its own
+/// comparisons (`pushfq`/`popfq`: cheaper than the exit to the runtime it replaces).
+fn rep_stos(a: &mut Asm, shift: u8, mem_size: u32, stop: DynamicLabel) -> Option<()> {
+    let fail = a.new_dynamic_label();
+    let nothing = a.new_dynamic_label();
+    // The exclusive end must not pass mem_size (no wrap at 4 GiB either: mem_size < 2^32).
+    dynasm!(a
+        ; .arch x64
+        ; pushfq
+        ; mov ecx, esi
+        ; test ecx, ecx
+        ; jz =>nothing
+        ; cmp DWORD [rdi + ctx::DF], 0
+        ; jne =>fail
+        ; lea r8, [rcx - 1]
+        ; cmp r8, r11
+        ; ja =>fail
+        ; shl rcx, shift as i8
+        ; lea r8, [r15 + rcx]
+        ; mov ecx, mem_size as i32
+        ; cmp r8, rcx
+        ; ja =>fail
+        // Pages first ..= last of the range (a flag also covers the next page: conservative).
+        ; mov rcx, r15
+        ; shr rcx, 12
+        ; lea r8, [r8 - 1]
+        ; shr r8, 12
+        ; loop_pages:
+        ; cmp BYTE [r10 + rcx], 0
+        ; jne =>fail
+        ; inc rcx
+        ; cmp rcx, r8
+        ; jbe <loop_pages
+        ; mov ecx, esi
+        ; lea r8, [rcx - 1]
+        ; sub r11, r8
+        ; push rdi
+        ; lea rdi, [rbp + r15]
+    );
+    match shift {
+        0 => dynasm!(a ; .arch x64 ; rep stosb),
+        1 => dynasm!(a ; .arch x64 ; rep stosw),
+        _ => dynasm!(a ; .arch x64 ; rep stosd),
+    }
+    dynasm!(a
+        ; .arch x64
+        ; sub rdi, rbp
+        ; mov r15d, edi
+        ; pop rdi
+        ; mov esi, 0
+        ; popfq
+        ; jmp >done
+        ; =>fail
+        ; popfq
+        ; jmp =>stop
+        ; =>nothing
+        ; popfq
+        ; done:
+    );
     Some(())
 }
 
