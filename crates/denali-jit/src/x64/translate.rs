@@ -841,7 +841,6 @@ fn chain(a: &mut Asm, target: u32, mem_size: u32, own: Own, links: &mut Vec<(usi
 fn chain_indirect(a: &mut Asm) {
     dynasm!(a
         ; .arch x64
-        ; mov DWORD [rdi + ctx::EIP], ecx
         ; mov r8d, 0
         ; crc32 r8d, ecx
         ; rorx r8, r8, 20
@@ -850,11 +849,16 @@ fn chain_indirect(a: &mut Asm) {
         ; push r9
         ; mov r9, QWORD [rdi + r8 * 2 + ctx::TABLE]
         ; lea rcx, [rcx + r9 + 1]
-        ; pop r9
         ; jrcxz >hit
+        // A miss: rcx + !tag (= rcx - tag - 1) is the target again; only now is it stored.
+        ; not r9
+        ; lea rcx, [rcx + r9]
+        ; pop r9
+        ; mov DWORD [rdi + ctx::EIP], ecx
         ; mov DWORD [rdi + ctx::COUNT], 0
         ; jmp ->exit
         ; hit:
+        ; pop r9
         ; jmp QWORD [rdi + r8 * 2 + ctx::TABLE + 8]
     );
 }
