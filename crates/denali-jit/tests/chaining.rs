@@ -265,3 +265,114 @@ fn side_exits_give_back_the_rest_of_the_block() {
     let (exits, _) = agree(&flat(&code), 10_000);
     assert!(terminated(&exits), "{exits:?}");
 }
+
+/// A loop whose JCC back to the block's start is followed by more of the block (the taken arm
+/// runs inline and takes the next pass's count net of the rest's refund), with a store in it
+/// and after it.
+#[test]
+fn loops_back_from_inside_a_block_count_exactly() {
+    let code = [
+        0xB9, 0x2C, 0x01, 0x00, 0x00, // 0x1000 mov ecx, 300
+        0x01, 0xC8, // 0x1005 l: add eax, ecx
+        0x89, 0x04, 0x8D, 0x00, 0x30, 0x00, 0x00, // mov [ecx*4+0x3000], eax
+        0x49, // dec ecx
+        0x75, 0xF4, // jnz l
+        0x83, 0xC0, 0x05, // add eax, 5
+        0x89, 0x05, 0x00, 0x20, 0x00, 0x00, // mov [0x2000], eax
+        0x43, // inc ebx
+        0xCD, 0xD0, // terminate
+    ];
+    let (exits, stats) = agree(&flat(&code), 100_000);
+    assert!(terminated(&exits), "{exits:?}");
+    assert!(stats.lookups < 10, "{stats:?}");
+}
+
+/// Straight-line blocks of 24 stores, each through a base register moved by another register
+/// (so each has its own check), where the k-th store is the first outside memory: the branches
+/// of failed checks reach their exits through trampolines placed inside the block (or, for the
+/// first check, before the block's inner entry when that is within reach: not after a long
+/// prefix of register instructions), and the fault must be the interpreter's, at that store,
+/// with the flags of the `add` before it.
+#[test]
+fn long_blocks_fault_at_each_of_their_accesses() {
+    for prefix in [0u32, 8, 30] {
+        for k in 0..24u32 {
+            let start = (MEM as u32).wrapping_sub(0x100 * k);
+            let mut code = Vec::new();
+            for _ in 0..prefix {
+                code.extend([0x05, 0x78, 0x56, 0x34, 0x12]); // add eax, 0x12345678
+            }
+            code.extend([0xB9, 0x00, 0x01, 0x00, 0x00]); // mov ecx, 0x100
+            code.push(0xBB); // mov ebx, start
+            code.extend(start.to_le_bytes());
+            code.push(0xF9); // stc
+            for _ in 0..24 {
+                code.extend([0x89, 0x03]); // mov [ebx], eax
+                code.extend([0x01, 0xCB]); // add ebx, ecx
+            }
+            code.extend([0xCD, 0xD0]);
+            let (exits, _) = agree(&flat(&code), 1000);
+            let (kind, eip) = last_exception(&exits);
+            assert_eq!((kind, eip), (ExceptionKind::Memory, 0x100B + 5 * prefix + 4 * k));
+        }
+    }
+}
+
+/// REP STOS (dword, byte, word; ECX from 0 to 148; a value that is not one repeated byte)
+/// inside a translated loop, under every budget slice: the iterations retire one by one, so a
+/// slice may end inside one (the JIT then leaves it to the interpreter).
+#[test]
+fn rep_stos_in_translated_code_counts_every_iteration() {
+    let code = [
+        0xBB, 0x04, 0x00, 0x00, 0x00, // 0x1000 mov ebx, 4
+        0xBF, 0x00, 0x30, 0x00, 0x00, // 0x1005 l: mov edi, 0x3000
+        0x6B, 0xCB, 0x25, // imul ecx, ebx, 37
+        0xB8, 0x78, 0x56, 0x34, 0x12, // mov eax, 0x12345678
+        0xF3, 0xAB, // rep stosd
+        0x03, 0x05, 0x00, 0x30, 0x00, 0x00, // add eax, [0x3000]
+        0x89, 0xD9, // mov ecx, ebx
+        0xF3, 0xAA, // rep stosb
+        0xB9, 0x00, 0x00, 0x00, 0x00, // mov ecx, 0
+        0xF3, 0xAB, // rep stosd (ECX = 0: retires once)
+        0x8D, 0x4B, 0x03, // lea ecx, [ebx+3]
+        0x66, 0xF3, 0xAB, // rep stosw
+        0x4B, // dec ebx
+        0x75, 0xD7, // jnz l
+        0xCD, 0xD0, // terminate
+    ];
+    let (exits, stats) = agree(&flat(&code), 100_000);
+    assert!(terminated(&exits), "{exits:?}");
+    assert!(stats.interpreted < 20, "{stats:?}");
+}
+
+/// With DF set (STD, which the interpreter runs) a translated REP STOS leaves it to the
+/// interpreter, which stores downwards; and one that would overwrite cached code (here the
+/// first instruction of its own loop, `inc esi` patched to `inc edi`) leaves the store to the
+/// interpreter, which drops that code, so the new instruction runs on the next pass.
+#[test]
+fn rep_stos_backwards_or_over_code_is_the_interpreters() {
+    let backwards = [
+        0xFD, // std
+        0xBF, 0x00, 0x31, 0x00, 0x00, // mov edi, 0x3100
+        0xB9, 0x05, 0x00, 0x00, 0x00, // mov ecx, 5
+        0xB8, 0x78, 0x56, 0x34, 0x12, // mov eax, 0x12345678
+        0xF3, 0xAB, // rep stosd
+        0xFC, // cld
+        0xCD, 0xD0, // terminate
+    ];
+    let (exits, _) = agree(&flat(&backwards), 1000);
+    assert!(terminated(&exits), "{exits:?}");
+    let over_code = [
+        0xBB, 0x02, 0x00, 0x00, 0x00, // 0x1000 mov ebx, 2
+        0x46, // 0x1005 l: inc esi, becomes inc edi
+        0xBF, 0x05, 0x10, 0x00, 0x00, // 0x1006 mov edi, 0x1005
+        0xB9, 0x01, 0x00, 0x00, 0x00, // 0x100B mov ecx, 1
+        0xB0, 0x47, // 0x1010 mov al, 0x47
+        0xF3, 0xAA, // 0x1012 rep stosb
+        0x4B, // 0x1014 dec ebx
+        0x75, 0xEE, // 0x1015 jnz l
+        0xCD, 0xD0, // terminate
+    ];
+    let (exits, _) = agree(&flat(&over_code), 1000);
+    assert!(terminated(&exits), "{exits:?}");
+}

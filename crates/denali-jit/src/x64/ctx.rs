@@ -14,8 +14,10 @@ pub(crate) const LEFT: i32 = 88;
 pub(crate) const BUDGET_EXITS: i32 = 96;
 pub(crate) const RUNS: i32 = 104;
 pub(crate) const SAVED: i32 = 112;
+pub(crate) const ONE: i32 = 368;
+pub(crate) const DF: i32 = 376;
 /// Offset of the chaining table from the start of [`State`] (right after the `Ctx`).
-pub(crate) const TABLE: i32 = 368;
+pub(crate) const TABLE: i32 = 384;
 
 /// Slots of the chaining table (a power of two): `[tag, inner entry address]` pairs.
 pub(crate) const SLOTS: usize = 4096;
@@ -74,6 +76,12 @@ pub(crate) struct Ctx {
     /// Operands instruction i of a block saves for a fixup its exits may apply (SHR's
     /// original operand: the overflow flag is its top bit).
     pub saved: Saved,
+    /// The constant 1: generated code shifts it right by a code-page byte (`shrx` takes its
+    /// source from memory), which gives 0 exactly on a flagged page, flag-free.
+    pub one: u64,
+    /// The guest's DF (0 or 1): constant while generated code runs, since every instruction
+    /// that changes it (CLD, STD, POPFD, IRET) falls back to the interpreter.
+    pub df: u32,
 }
 
 /// One u32 per instruction of the longest block.
@@ -115,6 +123,8 @@ const _: () = {
     assert!(std::mem::offset_of!(Ctx, left) == LEFT as usize);
     assert!(std::mem::offset_of!(Ctx, budget_exits) == BUDGET_EXITS as usize);
     assert!(std::mem::offset_of!(Ctx, saved) == SAVED as usize);
+    assert!(std::mem::offset_of!(Ctx, one) == ONE as usize);
+    assert!(std::mem::offset_of!(Ctx, df) == DF as usize);
     assert!(std::mem::offset_of!(State, table) == TABLE as usize);
     assert!(std::mem::offset_of!(Ctx, runs) == RUNS as usize);
 };

@@ -89,6 +89,9 @@ pub struct Jit {
     incoming: AddrMap<Vec<usize>>,
     /// Where blocks are announced to `perf`, when `DENALI_JIT_PERF_MAP` is set.
     perf_map: Option<perf_map::PerfMap>,
+    /// The memory size the cached blocks were translated for (their bounds checks and
+    /// direct exits hold it as an immediate); 0 before the first run.
+    mem_size: u32,
 }
 
 impl Jit {
@@ -126,6 +129,7 @@ impl Jit {
             stats: JitStats::default(),
             incoming: AddrMap::default(),
             perf_map: perf_map::PerfMap::from_env(),
+            mem_size: 0,
         })
     }
 
@@ -279,6 +283,8 @@ impl Jit {
             mem_base: mem.host_base() as u64,
             limit: (1u64 << 32) - u64::from(mem.size()),
             code_pages: mem.code_page_table() as u64,
+            one: 1,
+            df: (cpu.eflags >> 10) & 1,
             ..Ctx::default()
         };
         self.arena.call(entry.offset, state);
@@ -340,6 +346,13 @@ type AddrMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<AddrHasher>>;
 impl Engine for Jit {
     fn run(&mut self, cpu: &mut Cpu, mem: &mut GuestMemory, budget: u64) -> Exit {
         let mut left = budget;
+        if mem.size() != self.mem_size {
+            // Blocks translated for another memory size would check the wrong bounds.
+            if self.mem_size != 0 {
+                self.flush();
+            }
+            self.mem_size = mem.size();
+        }
         // The interpreter stopped before a hot block at EIP: translate it rather than ask again.
         let mut hot = false;
         loop {

@@ -69,6 +69,8 @@ enum Kind {
     JmpInd(Option<u8>),
     /// `call r/m32`, likewise.
     CallInd(Option<u8>),
+    /// `rep stos` of 1 << shift bytes per element (32-bit addressing).
+    RepStos(u8),
 }
 
 impl Kind {
@@ -89,6 +91,7 @@ impl Kind {
                 | Kind::Ret(_)
                 | Kind::JmpInd(_)
                 | Kind::CallInd(_)
+                | Kind::RepStos(_)
         )
     }
 }
@@ -371,6 +374,19 @@ fn classify(ins: &Instruction) -> Option<Classified> {
 
 /// Classifies a validated instruction, re-encoding it when generic. `None`: not translated.
 fn classify_inner(ins: &Instruction) -> Option<(Kind, Vec<u8>, Vec<u8>)> {
+    if ins.has_rep_prefix()
+        && !ins.has_repne_prefix()
+        && !ins.has_lock_prefix()
+        && ins.op0_kind() == OpKind::MemoryESEDI
+    {
+        let shift = match ins.code() {
+            Code::Stosb_m8_AL => 0,
+            Code::Stosw_m16_AX => 1,
+            Code::Stosd_m32_EAX => 2,
+            _ => return None,
+        };
+        return Some((Kind::RepStos(shift), Vec::new(), Vec::new()));
+    }
     if ins.has_lock_prefix() || ins.has_rep_prefix() || ins.has_repne_prefix() {
         return None;
     }
@@ -563,7 +579,13 @@ fn accesses_of(ins: &Instruction, kind: Kind) -> Vec<Access> {
     };
     match kind {
         Kind::Generic { mem: Some((size, write)) } => vec![operand(size, write)],
-        Kind::Generic { mem: None } | Kind::Nop | Kind::Jmp(_) | Kind::Jcc(..) | Kind::JmpInd(Some(_)) => Vec::new(),
+        // REP STOS checks its whole range itself.
+        Kind::Generic { mem: None }
+        | Kind::Nop
+        | Kind::Jmp(_)
+        | Kind::Jcc(..)
+        | Kind::JmpInd(Some(_))
+        | Kind::RepStos(_) => Vec::new(),
         Kind::PushReg(_) | Kind::PushImm(_) | Kind::Call(_) | Kind::CallInd(Some(_)) => vec![stack(-4, true)],
         Kind::PopReg(_) | Kind::Ret(_) => vec![stack(0, false)],
         Kind::JmpInd(None) => vec![operand(4, false)],
@@ -767,13 +789,22 @@ fn stop_exit(a: &mut Asm, eip: u32, index: u32, n: u32, fixups: &[Deferred]) {
     dynasm!(a ; .arch x64 ; mov DWORD [rdi + ctx::STOPPED], 1 ; jmp ->exit);
 }
 
+/// The block's own start and labels in its inner entry: `inner` before the budget is taken,
+/// `taken` after it is (to check it).
+#[derive(Clone, Copy)]
+struct Own {
+    start: u32,
+    inner: DynamicLabel,
+    taken: DynamicLabel,
+}
+
 /// Leaves the block for the direct target `target`: straight into its translation when the
 /// chaining table holds it (its inner entry checks the budget), else to the runtime. A jump to
 /// the block's own start goes to its inner entry `own` directly. Host flags hold the guest
 /// flags. Touches no host flag.
-fn chain(a: &mut Asm, target: u32, mem_size: u32, own: (u32, DynamicLabel), links: &mut Vec<(usize, u32)>) {
-    if target == own.0 {
-        dynasm!(a ; .arch x64 ; jmp =>own.1);
+fn chain(a: &mut Asm, target: u32, mem_size: u32, own: Own, links: &mut Vec<(usize, u32)>) {
+    if target == own.start {
+        dynasm!(a ; .arch x64 ; jmp =>own.inner);
         return;
     }
     if target >= mem_size || target >= 1 << 31 {
@@ -810,8 +841,6 @@ fn chain(a: &mut Asm, target: u32, mem_size: u32, own: (u32, DynamicLabel), link
 fn chain_indirect(a: &mut Asm) {
     dynasm!(a
         ; .arch x64
-        ; mov DWORD [rdi + ctx::EIP], ecx
-        ; mov DWORD [rdi + ctx::COUNT], 0
         ; mov r8d, 0
         ; crc32 r8d, ecx
         ; rorx r8, r8, 20
@@ -820,41 +849,62 @@ fn chain_indirect(a: &mut Asm) {
         ; push r9
         ; mov r9, QWORD [rdi + r8 * 2 + ctx::TABLE]
         ; lea rcx, [rcx + r9 + 1]
-        ; pop r9
         ; jrcxz >hit
+        // A miss: rcx + !tag (= rcx - tag - 1) is the target again; only now is it stored.
+        ; not r9
+        ; lea rcx, [rcx + r9]
+        ; pop r9
+        ; mov DWORD [rdi + ctx::EIP], ecx
+        ; mov DWORD [rdi + ctx::COUNT], 0
         ; jmp ->exit
         ; hit:
+        ; pop r9
         ; jmp QWORD [rdi + r8 * 2 + ctx::TABLE + 8]
     );
 }
 
 /// Leaves the block with the state before instruction `index` (at `eip`) unless the access
-/// `r8 .. r8 + size` lies inside memory, and, for a store, touches no page holding cached code.
-/// Touches no host flag.
-fn emit_checks(a: &mut Asm, size: u32, write: bool, stop: DynamicLabel) {
+/// `r8 .. r8 + size` lies inside memory (of `mem_size` bytes), and, for a store, touches no page
+/// holding cached code. Touches no host flag.
+fn emit_checks(a: &mut Asm, size: u32, write: bool, stop: DynamicLabel, mem_size: u32, islands: &mut Islands) {
     let last = (size - 1) as i32;
-    dynasm!(a
-        ; .arch x64
-        ; mov rcx, QWORD [rdi + ctx::LIMIT]
-        ; lea rcx, [r8 + rcx + last]
-        ; rorx rcx, rcx, 32
-        ; mov ecx, ecx
-        ; jrcxz >inside
-    );
-    dynasm!(a ; .arch x64 ; jmp =>stop ; inside:);
+    if let Ok(below) = i32::try_from(i64::from(last) - i64::from(mem_size)) {
+        // r8 + last - mem_size is negative (high dword all ones) exactly inside memory, and
+        // otherwise below 2^32 (high dword zero): the exit is the branch not taken on the path
+        // that runs (a taken `jrcxz` over a `jmp` per check cost about as much as the rest of
+        // matmul's loop), and the size is an immediate (no load).
+        dynasm!(a
+            ; .arch x64
+            ; lea rcx, [r8 + below]
+            ; rorx rcx, rcx, 32
+            ; mov ecx, ecx
+        );
+        islands.branch(a, stop);
+    } else {
+        // Memory above 2 GiB: the sum with 2^32 - mem_size is below 2^33, so its high dword is
+        // 0 (inside) or 1 (outside), and that dword - 1 is zero exactly outside.
+        dynasm!(a
+            ; .arch x64
+            ; mov rcx, QWORD [rdi + ctx::LIMIT]
+            ; lea rcx, [r8 + rcx + last]
+            ; rorx rcx, rcx, 32
+            ; lea ecx, [rcx - 1]
+        );
+        islands.branch(a, stop);
+    }
     if write {
         // The byte of the first page is non-zero when that page or the next holds cached
         // code, and `size` is at most a page: one look covers every page the store touches.
+        // 1 >> byte (the 1 is in the Ctx) is zero exactly on such a page.
         debug_assert!(size <= 4096);
         dynasm!(a
             ; .arch x64
             ; rorx rcx, r8, 12
             ; mov ecx, ecx
             ; movzx ecx, BYTE [r10 + rcx]
-            ; jrcxz >data
-            ; jmp =>stop
-            ; data:
+            ; shrx ecx, DWORD [rdi + ctx::ONE], ecx
         );
+        islands.branch(a, stop);
     }
 }
 
@@ -904,167 +954,101 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
     #[allow(clippy::cast_possible_truncation, reason = "at most MAX_BLOCK instructions")]
     let n = c.len() as u32;
     let mem_size = mem.size();
-    // Inner entry: take the block's instructions from the budget, or stop before it.
-    let inner = a.offset().0;
-    let own = (start, a.new_dynamic_label());
+    // Inner entry: take the block's instructions from the budget, or stop before it. Its exit
+    // lies just before it, within the reach of `jrcxz` backwards: the outer entry jumps over.
+    let own = Own { start, inner: a.new_dynamic_label(), taken: a.new_dynamic_label() };
+    let no_budget = a.new_dynamic_label();
     #[allow(clippy::cast_possible_wrap, reason = "at most MAX_BLOCK instructions")]
     let n32 = n as i32;
     dynasm!(a
         ; .arch x64
-        ; =>own.1
-        // left < 2^31, so left - n is negative exactly when its high dword is not zero.
-        ; lea r11, [r11 - n32]
-        ; rorx rcx, r11, 32
-        ; mov ecx, ecx
-        ; jrcxz >go
+        ; jmp =>own.inner
+        ; =>no_budget
         ; lea r11, [r11 + n32]
         ; mov rcx, QWORD [rdi + ctx::BUDGET_EXITS]
         ; lea rcx, [rcx + 1]
         ; mov QWORD [rdi + ctx::BUDGET_EXITS], rcx
     );
     set_exit(&mut a, start, 0);
-    dynasm!(a
-        ; .arch x64
-        ; jmp ->exit
-        ; go:
-        ; lea r9, [r9 + 1]
-    );
+    dynasm!(a ; .arch x64 ; jmp ->exit);
     let (eager, deferred) = place_fixups(&c);
     let plan = {
         let accesses: Vec<Vec<Access>> = c.iter().map(|x| x.accesses.clone()).collect();
         let effects: Vec<Effect> = c.iter().map(|x| x.effect).collect();
         checks::plan(&accesses, &effects)
     };
+    let mut islands = Islands::default();
+    // The first check of a loop would otherwise need an island inside the loop, behind a
+    // jump taken on every pass: its trampoline goes here, reached backwards.
+    let first_stop = plan.iter().position(|p| !p.is_empty()).map(|i| (i, a.new_dynamic_label()));
+    if let Some((_, stop)) = first_stop {
+        let tramp = a.new_dynamic_label();
+        dynasm!(a ; .arch x64 ; =>tramp ; jmp =>stop);
+        islands.back = Some((tramp, stop, a.offset().0 - 5));
+    }
+    let inner = a.offset().0;
+    dynasm!(a
+        ; .arch x64
+        ; =>own.inner
+        ; lea r11, [r11 - n32]
+        ; =>own.taken
+        // left < 2^31, so left - n is negative exactly when its high dword is all ones, and
+        // then that dword + 1 is zero: the exit is the branch not taken on the path that runs.
+        ; rorx rcx, r11, 32
+        ; lea ecx, [rcx + 1]
+        ; jrcxz =>no_budget
+        ; lea r9, [r9 + 1]
+    );
     let mut stops = Vec::new();
-    let mut sides = Vec::new();
-    let mut links = Vec::new();
-    let mut ended = false;
+    let mut out = Out { sides: Vec::new(), links: Vec::new(), ended: false };
+    let b = Body { c: &c, start, own, mem_size, eager: &eager, deferred: &deferred };
     for (i, cand) in c.iter().enumerate() {
         // Where a failed check goes: out of line, after the block's body, so that the checks
         // that pass (all but never) run through dense code.
-        if !plan[i].is_empty() {
+        let mut r8_ready = false;
+        let mut own_stop = None;
+        if matches!(cand.kind, Kind::RepStos(_)) {
+            // Its checks are its own (not in the plan): they exit here when they fail.
             let stop = a.new_dynamic_label();
             stops.push((stop, i));
+            own_stop = Some(stop);
+        }
+        if !plan[i].is_empty() {
+            let stop = match first_stop {
+                Some((first, stop)) if first == i => stop,
+                _ => a.new_dynamic_label(),
+            };
+            stops.push((stop, i));
             for check in &plan[i] {
-                a.extend(check_lea(check)?.iter());
-                emit_checks(&mut a, check.span, check.write, stop);
+                let lea = check_lea(check)?;
+                let emit = |a: &mut Asm, islands: &mut Islands| {
+                    a.extend(lea.iter());
+                    emit_checks(a, check.span, check.write, stop, mem_size, islands);
+                };
+                islands.reserve(&mut a, |a, islands| emit(a, islands));
+                emit(&mut a, &mut islands);
+                // The checks leave r8 alone.
+                r8_ready = lea == cand.lea;
             }
         }
-        match cand.kind {
-            Kind::Nop => {}
-            Kind::Generic { mem } => {
-                if mem.is_some() {
-                    a.extend(cand.lea.iter());
-                }
-                let fix = cand.fix.filter(|_| eager[i]);
-                let skip = a.new_dynamic_label();
-                if cand.count_cl {
-                    // rcx = ECX << 59 is zero exactly when the count (CL & 31) is.
-                    dynasm!(a
-                        ; .arch x64
-                        ; mov ecx, 59
-                        ; shlx rcx, rsi, rcx
-                        ; jrcxz =>skip
-                        ; mov ecx, esi
-                    );
-                }
-                if let Some(f) = fix {
-                    fix_before(&mut a, f)?;
-                } else if let Some(f) = cand.fix.filter(|f| f.op == FixOp::Shr && deferred_any(&deferred, i)) {
-                    // SHR's fixup moved to the exits: they need the original operand.
-                    save_original(&mut a, f, i)?;
-                }
-                a.extend(cand.body.iter());
-                if let Some(f) = fix {
-                    fix_after(&mut a, f)?;
-                }
-                dynasm!(a ; .arch x64 ; =>skip);
-            }
-            Kind::PushReg(r) => {
-                dynasm!(a ; .arch x64 ; lea r8d, [r12 - 4]);
-                dynasm!(a ; .arch x64 ; mov DWORD [rbp + r8], Rd(r) ; mov r12d, r8d);
-            }
-            Kind::PushImm(v) => {
-                dynasm!(a ; .arch x64 ; lea r8d, [r12 - 4]);
-                #[allow(clippy::cast_possible_wrap, reason = "the dword's bits")]
-                let v = v as i32;
-                dynasm!(a ; .arch x64 ; mov DWORD [rbp + r8], v ; mov r12d, r8d);
-            }
-            Kind::PopReg(r) => {
-                dynasm!(a ; .arch x64 ; mov r8d, r12d);
-                if r == 12 {
-                    dynasm!(a ; .arch x64 ; mov r12d, DWORD [rbp + r8]);
-                } else {
-                    dynasm!(a ; .arch x64 ; mov Rd(r), DWORD [rbp + r8] ; lea r12d, [r12 + 4]);
-                }
-            }
-            Kind::Jmp(target) => {
-                chain(&mut a, target, mem_size, own, &mut links);
-                ended = true;
-            }
-            Kind::Call(target) => {
-                dynasm!(a ; .arch x64 ; lea r8d, [r12 - 4]);
-                #[allow(clippy::cast_possible_wrap, reason = "the return address's bits")]
-                let ret = cand.next as i32;
-                dynasm!(a ; .arch x64 ; mov DWORD [rbp + r8], ret ; mov r12d, r8d);
-                chain(&mut a, target, mem_size, own, &mut links);
-                ended = true;
-            }
-            Kind::Ret(pop) => {
-                let adjust = 4 + i32::from(pop);
-                dynasm!(a
-                    ; .arch x64
-                    ; mov ecx, DWORD [r12 + rbp]
-                    ; lea r12d, [r12 + adjust]
-                );
-                chain_indirect(&mut a);
-                ended = true;
-            }
-            Kind::JmpInd(reg) | Kind::CallInd(reg) => {
-                // The target first (from the register or memory before the push).
-                match reg {
-                    Some(r) => dynasm!(a ; .arch x64 ; mov ecx, Rd(r)),
-                    None => {
-                        a.extend(cand.lea.iter());
-                        dynasm!(a ; .arch x64 ; mov ecx, DWORD [rbp + r8]);
-                    }
-                }
-                if matches!(cand.kind, Kind::CallInd(_)) {
-                    #[allow(clippy::cast_possible_wrap, reason = "the return address's bits")]
-                    let ret = cand.next as i32;
-                    dynasm!(a
-                        ; .arch x64
-                        ; lea r8d, [r12 - 4]
-                        ; mov DWORD [rbp + r8], ret
-                        ; mov r12d, r8d
-                    );
-                }
-                chain_indirect(&mut a);
-                ended = true;
-            }
-            Kind::Jcc(target, cc) if i + 1 < c.len() => {
-                // A side exit: the taken arm (out of line) gives back the instructions after
-                // the JCC and chains; the block goes on.
-                let side = a.new_dynamic_label();
-                jcc_to(&mut a, cc, side);
-                #[allow(clippy::cast_possible_truncation, reason = "at most MAX_BLOCK instructions")]
-                let after = (c.len() - i - 1) as u32;
-                sides.push((side, target, after));
-            }
-            Kind::Jcc(target, cc) => {
-                // j<!cc> over a rel32 jmp to the taken arm; each arm chains.
-                let taken = a.new_dynamic_label();
-                a.extend([0x70 | (cc ^ 1), 5].iter());
-                dynasm!(a ; .arch x64 ; jmp =>taken);
-                chain(&mut a, cand.next, mem_size, own, &mut links);
-                dynasm!(a ; .arch x64 ; =>taken);
-                chain(&mut a, target, mem_size, own, &mut links);
-                ended = true;
-            }
+        let this = (i, cand, r8_ready, own_stop);
+        islands.reserve(&mut a, |a, islands| {
+            let mut scratch = Out { sides: Vec::new(), links: Vec::new(), ended: false };
+            let _ = emit_instruction(a, &b, this, &mut scratch, islands);
+        });
+        emit_instruction(&mut a, &b, this, &mut out, &mut islands)?;
+        if out.ended {
+            // Nothing falls through past a block's last exit: the trampolines go there.
+            islands.flush(&mut a, false);
+            break;
         }
     }
+    let Out { sides, mut links, ended } = out;
     if !ended {
-        chain(&mut a, c[c.len() - 1].next, mem_size, own, &mut links);
+        let next = c[c.len() - 1].next;
+        islands.reserve(&mut a, |a, _| chain(a, next, mem_size, own, &mut Vec::new()));
+        chain(&mut a, next, mem_size, own, &mut links);
+        islands.flush(&mut a, false);
     }
     for (side, target, after) in sides {
         #[allow(clippy::cast_possible_wrap, reason = "at most MAX_BLOCK instructions")]
@@ -1106,8 +1090,244 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
         ; ret
     );
     let last_byte = c[c.len() - 1].next.wrapping_sub(1);
-    let code = a.finalize().ok()?;
+    // Every branch is in reach by construction (`Islands`): a failure here is a bug, which the
+    // tests (debug builds) must see; a release build falls back to the interpreter.
+    let code = a.finalize();
+    debug_assert!(code.is_ok(), "block at {start:#x} does not assemble: {:?}", code.as_ref().err());
+    let code = code.ok()?;
     Some(Translation { code, count: n, last_byte, inner, links })
+}
+
+/// What the emission of a block's instructions produces besides code: side exits (label,
+/// target, instructions after the JCC), linkable direct exits, and whether the block ended.
+struct Out {
+    sides: Vec<(DynamicLabel, u32, u32)>,
+    links: Vec<(usize, u32)>,
+    ended: bool,
+}
+
+/// The block being emitted, as `emit_instruction` needs it.
+struct Body<'a> {
+    c: &'a [Cand],
+    start: u32,
+    own: Own,
+    mem_size: u32,
+    eager: &'a [bool],
+    deferred: &'a [Vec<Deferred>],
+}
+
+/// Emits instruction `i` (after its checks).
+/// `r8_ready`: r8 already holds the address of its access (its check computed the same `lea`).
+fn emit_instruction(
+    a: &mut Asm,
+    b: &Body,
+    (i, cand, r8_ready, stop): (usize, &Cand, bool, Option<DynamicLabel>),
+    out: &mut Out,
+    islands: &mut Islands,
+) -> Option<()> {
+    let (c, start, own, mem_size) = (b.c, b.start, b.own, b.mem_size);
+    let links = &mut out.links;
+    match cand.kind {
+        Kind::Nop => {}
+        Kind::Generic { mem } => {
+            if mem.is_some() && !r8_ready {
+                a.extend(cand.lea.iter());
+            }
+            let fix = cand.fix.filter(|_| b.eager[i]);
+            let skip = a.new_dynamic_label();
+            if cand.count_cl {
+                // rcx = ECX << 59 is zero exactly when the count (CL & 31) is.
+                dynasm!(a
+                    ; .arch x64
+                    ; mov ecx, 59
+                    ; shlx rcx, rsi, rcx
+                    ; jrcxz =>skip
+                    ; mov ecx, esi
+                );
+            }
+            if let Some(f) = fix {
+                fix_before(a, f)?;
+            } else if let Some(f) = cand.fix.filter(|f| f.op == FixOp::Shr && deferred_any(b.deferred, i)) {
+                // SHR's fixup moved to the exits: they need the original operand.
+                save_original(a, f, i)?;
+            }
+            a.extend(cand.body.iter());
+            if let Some(f) = fix {
+                fix_after(a, f)?;
+            }
+            dynasm!(a ; .arch x64 ; =>skip);
+        }
+        // Stack slots are addressed as [rbp + r12 - 4] without the 32-bit wrap: the check
+        // passed, so ESP - 4 (mod 2^32) lies inside memory, which ends at least a page below
+        // 4 GiB; with ESP < 4 it would not. (Same for [rbp + r12] and the call pushes.)
+        Kind::PushReg(r) => {
+            dynasm!(a ; .arch x64 ; mov DWORD [rbp + r12 - 4], Rd(r) ; lea r12d, [r12 - 4]);
+        }
+        Kind::PushImm(v) => {
+            #[allow(clippy::cast_possible_wrap, reason = "the dword's bits")]
+            let v = v as i32;
+            dynasm!(a ; .arch x64 ; mov DWORD [rbp + r12 - 4], v ; lea r12d, [r12 - 4]);
+        }
+        Kind::PopReg(r) => {
+            if r == 12 {
+                dynasm!(a ; .arch x64 ; mov r12d, DWORD [rbp + r12]);
+            } else {
+                dynasm!(a ; .arch x64 ; mov Rd(r), DWORD [rbp + r12] ; lea r12d, [r12 + 4]);
+            }
+        }
+        Kind::Jmp(target) => {
+            chain(a, target, mem_size, own, links);
+            out.ended = true;
+        }
+        Kind::Call(target) => {
+            #[allow(clippy::cast_possible_wrap, reason = "the return address's bits")]
+            let ret = cand.next as i32;
+            dynasm!(a ; .arch x64 ; mov DWORD [rbp + r12 - 4], ret ; lea r12d, [r12 - 4]);
+            chain(a, target, mem_size, own, links);
+            out.ended = true;
+        }
+        Kind::Ret(pop) => {
+            let adjust = 4 + i32::from(pop);
+            dynasm!(a
+                ; .arch x64
+                ; mov ecx, DWORD [r12 + rbp]
+                ; lea r12d, [r12 + adjust]
+            );
+            chain_indirect(a);
+            out.ended = true;
+        }
+        Kind::JmpInd(reg) | Kind::CallInd(reg) => {
+            // The target first (from the register or memory before the push).
+            match reg {
+                Some(r) => dynasm!(a ; .arch x64 ; mov ecx, Rd(r)),
+                None => {
+                    a.extend(cand.lea.iter());
+                    dynasm!(a ; .arch x64 ; mov ecx, DWORD [rbp + r8]);
+                }
+            }
+            if matches!(cand.kind, Kind::CallInd(_)) {
+                #[allow(clippy::cast_possible_wrap, reason = "the return address's bits")]
+                let ret = cand.next as i32;
+                dynasm!(a ; .arch x64 ; mov DWORD [rbp + r12 - 4], ret ; lea r12d, [r12 - 4]);
+            }
+            chain_indirect(a);
+            out.ended = true;
+        }
+        Kind::RepStos(shift) => rep_stos(a, shift, b.mem_size, stop?)?,
+        Kind::Jcc(target, cc) if i + 1 < c.len() && target == start => {
+            // A loop back to the block's start: the taken arm is the likely one, so it runs
+            // inline (one taken branch per pass, not two); it takes the next pass's count net
+            // of the refund of the instructions after the JCC (n - i - 1). Trampolines fit
+            // behind its jump for free.
+            let skip = a.new_dynamic_label();
+            jcc_to(a, cc ^ 1, skip);
+            #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, reason = "i < MAX_BLOCK")]
+            let pass = i as i32 + 1;
+            dynasm!(a ; .arch x64 ; lea r11, [r11 - pass] ; jmp =>own.taken);
+            islands.flush(a, false);
+            dynasm!(a ; .arch x64 ; =>skip);
+        }
+        Kind::Jcc(target, cc) if i + 1 < c.len() => {
+            // A side exit: the taken arm (out of line) gives back the instructions after the
+            // JCC and chains; the block goes on.
+            let side = a.new_dynamic_label();
+            jcc_to(a, cc, side);
+            #[allow(clippy::cast_possible_truncation, reason = "at most MAX_BLOCK instructions")]
+            let after = (c.len() - i - 1) as u32;
+            out.sides.push((side, target, after));
+        }
+        Kind::Jcc(target, cc) if target == start => {
+            // The loop back goes straight to the inner entry.
+            jcc_to(a, cc, own.inner);
+            chain(a, cand.next, mem_size, own, links);
+            out.ended = true;
+        }
+        Kind::Jcc(target, cc) => {
+            // j<!cc> over a rel32 jmp to the taken arm; each arm chains.
+            let taken = a.new_dynamic_label();
+            a.extend([0x70 | (cc ^ 1), 5].iter());
+            dynasm!(a ; .arch x64 ; jmp =>taken);
+            chain(a, cand.next, mem_size, own, links);
+            dynasm!(a ; .arch x64 ; =>taken);
+            chain(a, target, mem_size, own, links);
+            out.ended = true;
+        }
+    }
+    Some(())
+}
+
+/// The branches of failed checks to their exits, which lie out of line beyond the reach of
+/// `jrcxz` (rel8): each goes to a trampoline (`jmp rel32` to the exit) in an island within
+/// reach. So that a check that passes falls through (a taken branch per check was as costly
+/// as the rest of matmul's loop), the branch is taken only on failure. Islands go where
+/// nothing falls through (after a block's last exit, after a loop's back jump) or, when a
+/// branch would otherwise lose reach, behind a short jump.
+#[derive(Default, Clone)]
+struct Islands {
+    /// Trampolines to emit: (trampoline, exit).
+    pending: Vec<(DynamicLabel, DynamicLabel)>,
+    /// End of the first pending `jrcxz`.
+    first: Option<usize>,
+    /// A trampoline before the inner entry (trampoline, exit, its offset), reached backwards.
+    back: Option<(DynamicLabel, DynamicLabel, usize)>,
+}
+
+impl Islands {
+    /// `jrcxz` to the exit `stop`, through a trampoline.
+    fn branch(&mut self, a: &mut Asm, stop: DynamicLabel) {
+        if let Some((tramp, exit, at)) = self.back {
+            // rel8 reaches 128 bytes back from the end of the 2-byte `jrcxz`.
+            if exit == stop && a.offset().0 + 2 <= at + 128 {
+                dynasm!(a ; .arch x64 ; jrcxz =>tramp);
+                return;
+            }
+        }
+        let tramp = match self.pending.last() {
+            Some(&(t, s)) if s == stop => t,
+            _ => {
+                let t = a.new_dynamic_label();
+                self.pending.push((t, stop));
+                t
+            }
+        };
+        dynasm!(a ; .arch x64 ; jrcxz =>tramp);
+        self.first.get_or_insert(a.offset().0);
+    }
+
+    /// Before code that `emit` would produce: emits the pending trampolines first (behind a
+    /// jump) unless they would still be within reach after it. Later branches lie at least
+    /// a check (more than a trampoline's 5 bytes) after the first, so its reach bounds all.
+    fn reserve(&mut self, a: &mut Asm, emit: impl FnOnce(&mut Asm, &mut Islands)) {
+        let Some(first) = self.first else { return };
+        let mut scratch = Asm::new(0);
+        // The scratch assembler's offsets start at 0: no backward trampoline there (the
+        // size measured can only be larger).
+        let mut copy = Islands { back: None, ..self.clone() };
+        emit(&mut scratch, &mut copy);
+        let size = scratch.offset().0;
+        // The first trampoline follows a 2-byte jump; rel8 reaches 127 bytes forward. An island
+        // of more than 24 trampolines would put the jump over it out of its own rel8 reach.
+        if a.offset().0 + size + 2 - first > 127 || self.pending.len() > 20 {
+            self.flush(a, true);
+        }
+    }
+
+    /// Emits the pending trampolines here, behind a jump over them when code falls through.
+    fn flush(&mut self, a: &mut Asm, jump_over: bool) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if jump_over {
+            dynasm!(a ; .arch x64 ; jmp BYTE >over);
+        }
+        for (tramp, stop) in self.pending.drain(..) {
+            dynasm!(a ; .arch x64 ; =>tramp ; jmp =>stop);
+        }
+        if jump_over {
+            dynasm!(a ; .arch x64 ; over:);
+        }
+        self.first = None;
+    }
 }
 
 fn enc2(code: Code, x: Register, y: Register) -> Option<Vec<u8>> {
@@ -1196,6 +1416,73 @@ fn fix_after(a: &mut Asm, f: Fixup) -> Option<()> {
         }
     }
     dynasm!(a ; .arch x64 ; popfq);
+    Some(())
+}
+
+/// `rep stos` of `1 << shift`-byte elements, run by the host's own `rep stos` when the whole
+/// range lies inside memory (of `mem_size` bytes) on pages without cached code, DF is clear
+/// and the budget covers every iteration; otherwise it exits (`stop`) before the instruction
+/// and the interpreter runs it (partial progress, faults, DF set, stores to code). ECX = 0
+/// retires once and changes nothing. Each iteration retires as one instruction: the block
+/// counted one, the other ECX - 1 are taken from r11 here. Saves the flags around its own
+/// comparisons (`pushfq`/`popfq`: cheaper than the exit to the runtime it replaces).
+fn rep_stos(a: &mut Asm, shift: u8, mem_size: u32, stop: DynamicLabel) -> Option<()> {
+    let fail = a.new_dynamic_label();
+    let nothing = a.new_dynamic_label();
+    // The exclusive end must not pass mem_size (no wrap at 4 GiB either: mem_size < 2^32).
+    dynasm!(a
+        ; .arch x64
+        ; pushfq
+        ; mov ecx, esi
+        ; test ecx, ecx
+        ; jz =>nothing
+        ; cmp DWORD [rdi + ctx::DF], 0
+        ; jne =>fail
+        ; lea r8, [rcx - 1]
+        ; cmp r8, r11
+        ; ja =>fail
+        ; shl rcx, shift as i8
+        ; lea r8, [r15 + rcx]
+        ; mov ecx, mem_size as i32
+        ; cmp r8, rcx
+        ; ja =>fail
+        // Pages first ..= last of the range (a flag also covers the next page: conservative).
+        ; mov rcx, r15
+        ; shr rcx, 12
+        ; lea r8, [r8 - 1]
+        ; shr r8, 12
+        ; loop_pages:
+        ; cmp BYTE [r10 + rcx], 0
+        ; jne =>fail
+        ; inc rcx
+        ; cmp rcx, r8
+        ; jbe <loop_pages
+        ; mov ecx, esi
+        ; lea r8, [rcx - 1]
+        ; sub r11, r8
+        ; push rdi
+        ; lea rdi, [rbp + r15]
+    );
+    match shift {
+        0 => dynasm!(a ; .arch x64 ; rep stosb),
+        1 => dynasm!(a ; .arch x64 ; rep stosw),
+        _ => dynasm!(a ; .arch x64 ; rep stosd),
+    }
+    dynasm!(a
+        ; .arch x64
+        ; sub rdi, rbp
+        ; mov r15d, edi
+        ; pop rdi
+        ; mov esi, 0
+        ; popfq
+        ; jmp >done
+        ; =>fail
+        ; popfq
+        ; jmp =>stop
+        ; =>nothing
+        ; popfq
+        ; done:
+    );
     Some(())
 }
 
