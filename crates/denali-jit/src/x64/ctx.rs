@@ -105,6 +105,11 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Never inlined: the 64 KiB value is built on the stack before it is boxed, and a caller
+    /// that inlined this would probe a 64 KiB stack frame on every call (the runtime loop
+    /// makes the state lazily, once per JIT, but is called at every quantum).
+    #[cold]
+    #[inline(never)]
     pub fn new() -> Box<State> {
         Box::new(State { ctx: Ctx::default(), table: [0; 2 * SLOTS] })
     }
