@@ -177,6 +177,15 @@ impl Jit {
         self.state.get_or_insert_with(State::new)
     }
 
+    /// Accounts what the interpreter retired since `before` and says whether its `exit` ends
+    /// the run (anything but the budget running out).
+    fn interpreted(&mut self, cpu: &Cpu, before: u64, left: &mut u64, exit: Exit) -> Option<Exit> {
+        let done = cpu.instructions - before;
+        self.stats.interpreted += done;
+        *left -= done;
+        (exit != Exit::BudgetExhausted).then_some(exit)
+    }
+
     fn flush(&mut self) {
         self.incoming.clear();
         if let Some(state) = &mut self.state {
@@ -188,17 +197,21 @@ impl Jit {
         self.stats.flushes += 1;
     }
 
-    fn lookup(&mut self, eip: u32, mem: &mut GuestMemory) -> Entry {
+    /// The cached decision for `eip`, if there is one.
+    fn cached(&mut self, eip: u32) -> Option<Entry> {
         self.stats.lookups += 1;
-        if let Some(e) = self.blocks.get(&eip).copied() {
-            if e.count > 0 {
-                // Two hot blocks may share a slot: the one the runtime is entering takes it.
-                let state = self.state();
-                state.table[2 * e.slot] = ctx::tag(eip);
-                state.table[2 * e.slot + 1] = e.inner;
-            }
-            return e;
+        let e = self.blocks.get(&eip).copied()?;
+        if e.count > 0 {
+            // Two hot blocks may share a slot: the one the runtime is entering takes it.
+            let state = self.state();
+            state.table[2 * e.slot] = ctx::tag(eip);
+            state.table[2 * e.slot + 1] = e.inner;
         }
+        Some(e)
+    }
+
+    /// Translates the block at `eip` (not cached), timing it.
+    fn compile(&mut self, eip: u32, mem: &mut GuestMemory) -> Entry {
         if self.blocks.len() >= MAX_ENTRIES {
             self.flush();
         }
@@ -360,31 +373,38 @@ impl Engine for Jit {
                 return Exit::BudgetExhausted;
             }
             self.sync(mem);
-            if self.tier_up > 0 && !hot && cpu.eip < mem.size() && !self.blocks.contains_key(&cpu.eip) {
-                // Code not translated yet runs in the interpreter, which counts block entries
-                // and stops before a block that has run `tier_up` times: translated next.
-                let before = cpu.instructions;
-                let exit;
-                (exit, hot) = self.interp.run_counting(cpu, mem, left, self.tier_up);
-                let done = cpu.instructions - before;
-                self.stats.interpreted += done;
-                left -= done;
-                if exit != Exit::BudgetExhausted {
-                    return exit;
-                }
-                continue;
-            }
-            hot = false;
             if cpu.eip < mem.size() {
-                let entry = self.lookup(cpu.eip, mem);
-                if entry.count > 0 && u64::from(entry.count) <= left {
-                    let (done, stopped) = self.exec(entry, cpu, mem, left);
-                    left -= done;
-                    if !stopped {
-                        continue;
+                let eip = cpu.eip;
+                let entry = match self.cached(eip) {
+                    Some(entry) => Some(entry),
+                    // Not translated yet: a tiered JIT lets the interpreter run it below.
+                    None if self.tier_up > 0 && !hot => None,
+                    None => Some(self.compile(eip, mem)),
+                };
+                hot = false;
+                match entry {
+                    None => {
+                        // The interpreter counts block entries and stops before a block that
+                        // has run `tier_up` times: translated next.
+                        let before = cpu.instructions;
+                        let exit;
+                        (exit, hot) = self.interp.run_counting(cpu, mem, left, self.tier_up);
+                        match self.interpreted(cpu, before, &mut left, exit) {
+                            Some(exit) => return exit,
+                            None => continue,
+                        }
                     }
-                    // The block stopped before an instruction it could not complete (an access
-                    // outside memory or a store to code): the interpreter runs that one.
+                    Some(entry) if entry.count > 0 && u64::from(entry.count) <= left => {
+                        let (done, stopped) = self.exec(entry, cpu, mem, left);
+                        left -= done;
+                        if !stopped {
+                            continue;
+                        }
+                        // The block stopped before an instruction it could not complete (an
+                        // access outside memory or a store to code): the interpreter runs that
+                        // one.
+                    }
+                    Some(_) => {}
                 }
             }
             let before = cpu.instructions;
@@ -392,11 +412,7 @@ impl Engine for Jit {
             // call: `max(ECX, 1)` is exactly its retirement count when nothing faults.
             let steps = if cpu.regs[1] > 1 && rep_string(cpu.eip, mem) { left.min(u64::from(cpu.regs[1])) } else { 1 };
             let exit = self.interp.run(cpu, mem, steps);
-            self.sync(mem);
-            let done = cpu.instructions - before;
-            self.stats.interpreted += done;
-            left -= done;
-            if exit != Exit::BudgetExhausted {
+            if let Some(exit) = self.interpreted(cpu, before, &mut left, exit) {
                 return exit;
             }
         }
