@@ -16,6 +16,7 @@ mod exit;
 pub mod interp;
 mod memory;
 pub mod residency;
+mod slots;
 mod template;
 
 pub use cpu::{Cpu, flag, reg};

@@ -1,12 +1,15 @@
-//! Guest physical memory: one lazily committed mapping per VM (anonymous, or a private
-//! copy-on-write mapping of a [`MemoryTemplate`]), reached only through bounds-checked
-//! accessors. It also tracks which pages hold decoded code, so that a store to
+//! Guest physical memory: lazily committed, contiguous host memory per VM (an anonymous
+//! mapping of its own, or a slot of a [`MemoryTemplate`]'s copy-on-write mappings), reached only
+//! through bounds-checked accessors. It also tracks which pages hold decoded code, so that a store to
 //! code (by the guest or by the kernel) invalidates what engines cached from it.
 
 use denali_abi::boot::{MAX_MEM_SIZE, MIN_MEM_SIZE, PAGE_SIZE};
+use std::ptr::NonNull;
+
 use memmap2::{MmapMut, MmapOptions};
 
-use crate::template::{CowLease, MemoryTemplate};
+use crate::slots::Slot;
+use crate::template::MemoryTemplate;
 
 /// Why guest memory could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -31,9 +34,61 @@ const CODE: u8 = 1;
 /// Bit of a `code_pages` byte: the next page holds cached code.
 const NEXT_CODE: u8 = 2;
 
+/// A memory's bytes, and what owns them. The address is taken once so that the accessors
+/// do not ask the owner on every access (the interpreter's loads and stores go through here).
+struct Backing {
+    base: NonNull<u8>,
+    len: usize,
+    _owner: Owner,
+}
+
+/// Held only to keep the bytes mapped (and, for a slot, to give it back at the end).
+enum Owner {
+    Own { _map: MmapMut },
+    Template { _slot: Slot },
+}
+
+impl Backing {
+    fn own(mut map: MmapMut) -> Backing {
+        let (len, base) = (map.len(), NonNull::from(&mut map[..]).cast());
+        Backing { base, len, _owner: Owner::Own { _map: map } }
+    }
+
+    fn template(mut slot: Slot) -> Backing {
+        let bytes = slot.bytes_mut();
+        let (len, base) = (bytes.len(), NonNull::from(bytes).cast());
+        Backing { base, len, _owner: Owner::Template { _slot: slot } }
+    }
+}
+
+// SAFETY: the bytes belong to `_owner` alone (an anonymous mapping of its own, or a slot the
+// pool hands to one memory at a time), which stays with them wherever the `Backing` goes; they
+// are reached only through `&self` and `&mut self` of the `Backing`, as for a `Vec<u8>`.
+unsafe impl Send for Backing {}
+// SAFETY: as for `Send`: shared access gives shared slices only.
+unsafe impl Sync for Backing {}
+
+impl std::ops::Deref for Backing {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `base..base + len` is the owner's memory, mapped while `_owner` lives (the
+        // mapping never moves when its owner does), and borrowed as `self` is.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Backing {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only borrow.
+        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr(), self.len) }
+    }
+}
+
 /// The physical memory of one VM.
 pub struct GuestMemory {
-    map: MmapMut,
+    map: Backing,
     /// One byte per page: bit [`CODE`] when an engine has cached code decoded from the page,
     /// bit [`NEXT_CODE`] when the next page has; so a store whose bytes lie on a page and
     /// possibly the next needs to look at one byte only (the JIT's check).
@@ -42,8 +97,6 @@ pub struct GuestMemory {
     written_code_pages: Vec<u32>,
     /// Stores that hit a page marked as code, since creation.
     code_writes: u64,
-    /// Held while `map` is a copy-on-write mapping of a template's file.
-    cow: Option<CowLease>,
 }
 
 impl GuestMemory {
@@ -64,14 +117,14 @@ impl GuestMemory {
         )]
         let len = size as usize;
         let map = MmapOptions::new().len(len).map_anon().map_err(|source| MemoryError::Map { size, source })?;
-        Ok(GuestMemory::with_map(map, None))
+        Ok(GuestMemory::with(Backing::own(map)))
     }
 
-    /// A memory holding what `template` holds: a private copy-on-write mapping of it where the
-    /// host allows (see [`MemoryTemplate`]), else fresh memory with its pages copied in.
+    /// A memory holding what `template` holds: a copy-on-write slot of it where the host
+    /// allows (see [`MemoryTemplate`]), else fresh memory with its pages copied in.
     pub fn from_template(template: &MemoryTemplate) -> Result<GuestMemory, MemoryError> {
-        if let Some((map, lease)) = template.map_private() {
-            return Ok(GuestMemory::with_map(map, Some(lease)));
+        if let Some(slot) = template.slot() {
+            return Ok(GuestMemory::with(Backing::template(slot)));
         }
         let mut memory = GuestMemory::new(u64::from(template.size()))?;
         for (page, bytes) in template.pages() {
@@ -81,14 +134,14 @@ impl GuestMemory {
         Ok(memory)
     }
 
-    fn with_map(map: MmapMut, cow: Option<CowLease>) -> GuestMemory {
+    fn with(map: Backing) -> GuestMemory {
         let pages = map.len() / PAGE_SIZE as usize;
-        GuestMemory { map, code_pages: vec![0; pages], written_code_pages: Vec::new(), code_writes: 0, cow }
+        GuestMemory { map, code_pages: vec![0; pages], written_code_pages: Vec::new(), code_writes: 0 }
     }
 
     /// Whether the memory shares the pages it has not written with its template's other VMs.
     pub fn is_copy_on_write(&self) -> bool {
-        self.cow.is_some()
+        matches!(self.map._owner, Owner::Template { .. })
     }
 
     /// Size in bytes; valid addresses are `0..size()`.

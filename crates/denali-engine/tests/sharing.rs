@@ -57,6 +57,46 @@ fn pages_a_vm_only_reads_stay_shared_and_a_written_page_becomes_its_own() {
     assert_eq!(pagemap.residency(&b).unwrap().private, 0, "B copied nothing");
 }
 
+#[test]
+#[cfg(target_os = "linux")]
+fn a_slot_given_to_a_new_vm_holds_the_template_not_what_the_last_vm_wrote() {
+    let template = template();
+    let mut a = GuestMemory::from_template(&template).unwrap();
+    assert!(a.is_copy_on_write());
+    a.write_u32(2 * PAGE, 0xDEAD_BEEF).unwrap();
+    a.write_u32(9 * PAGE, 0x5EC2_E700).unwrap();
+    let slot = a.host_base();
+    drop(a);
+    let mut b = GuestMemory::from_template(&template).unwrap();
+    // The last slot given back is the next given out: this is the same host memory.
+    assert_eq!(b.host_base(), slot, "the slot was not reused, so this test checks nothing");
+    assert_eq!(b.read_u32(2 * PAGE).unwrap(), 0x0202_0202);
+    assert_eq!(b.read_u32(9 * PAGE).unwrap(), 0);
+}
+
+#[test]
+fn memories_of_one_template_stay_apart_across_many_slots_and_mappings() {
+    let template = template();
+    // More VMs than one shared mapping holds (16 MiB of 128 KiB slots): several mappings.
+    let count = 300u32;
+    let mut vms: Vec<GuestMemory> = (0..count).map(|_| GuestMemory::from_template(&template).unwrap()).collect();
+    for (i, vm) in (0..count).zip(&mut vms) {
+        vm.write_u32(2 * PAGE + 4, i).unwrap();
+        vm.write_u32(9 * PAGE, !i).unwrap();
+    }
+    for (i, vm) in (0..count).zip(&mut vms) {
+        assert_eq!(vm.read_u32(2 * PAGE).unwrap(), 0x0202_0202, "vm {i}: a page it wrote keeps the rest");
+        assert_eq!(vm.read_u32(2 * PAGE + 4).unwrap(), i, "vm {i} sees its own write");
+        assert_eq!(vm.read_u32(9 * PAGE).unwrap(), !i, "vm {i} sees its own write");
+        assert_eq!(vm.read_u32(4 * PAGE).unwrap(), 0x0404_0404, "vm {i} sees the template");
+        assert_eq!(vm.read_u32(5 * PAGE).unwrap(), 0, "vm {i} sees the template");
+    }
+    // A VM booted after all those writes starts from the template.
+    let fresh = GuestMemory::from_template(&template).unwrap();
+    assert_eq!(fresh.read_u32(2 * PAGE + 4).unwrap(), 0x0202_0202);
+    assert_eq!(fresh.read_u32(9 * PAGE).unwrap(), 0);
+}
+
 /// `mov eax, [DATA]; add eax, 1; int 0xd0`, at CODE.
 fn program() -> Vec<u8> {
     assemble(|a| {
