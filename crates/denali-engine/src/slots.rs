@@ -159,25 +159,31 @@ impl Slot {
     }
 }
 
+impl Chunk {
+    /// Drops the pages written in `offset..offset + len`, so the range reads as the file again;
+    /// false where that is not promised (off Linux) or the host refused.
+    fn reset(&self, offset: usize, len: usize) -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: MADV_DONTNEED drops the written pages of the range, which then reads as the
+            // file again (Linux, private file mappings). The caller gives back the slot over
+            // the range, so nothing borrows its bytes.
+            unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) }.is_ok()
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (&self.map, offset, len);
+            false
+        }
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
-        if !cfg!(target_os = "linux") {
-            return;
-        }
-        #[cfg(unix)]
-        {
-            // SAFETY: MADV_DONTNEED drops the pages the VM wrote, so the range reads as the
-            // file again (Linux, for private file mappings). Nothing borrows the slot's bytes:
-            // this `Slot` is being dropped and owned them alone.
-            let reset = unsafe {
-                self.chunk.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, self.offset(), self.pool.size)
-            };
-            // A slot that could not be reset would show the next VM this one's pages: never
-            // reuse it.
-            if reset.is_ok() {
-                let mut state = self.pool.state.lock().unwrap_or_else(PoisonError::into_inner);
-                state.free.push((Arc::clone(&self.chunk), self.index));
-            }
+        // A slot that could not be reset would show the next VM this one's pages: never reuse it.
+        if self.chunk.reset(self.offset(), self.pool.size) {
+            let mut state = self.pool.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.free.push((Arc::clone(&self.chunk), self.index));
         }
     }
 }
