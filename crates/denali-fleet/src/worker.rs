@@ -13,7 +13,12 @@
 //! sleeping earns no credit.
 //!
 //! Idle compensation: a VM whose idle ended goes to the front of the run queue, ahead of the
-//! virtual-time order, so a VM that gave up the CPU gets it back first, as in the paper. In batched mode doorbell wake-ups are
+//! virtual-time order, so a VM that gave up the CPU gets it back first, as in the paper. A VM
+//! just booted has waited since its admission and has never had the CPU: it joins the same
+//! first-come queue. Otherwise, during a boot storm (the workers boot a batch, run one quantum,
+//! boot the next), VMs waking from idle would keep overtaking the thousands of booted VMs still
+//! waiting for their first instruction, and the first VMs would finish before the last ones
+//! start. In batched mode doorbell wake-ups are
 //! taken once per round of the run queue; in synchronous mode after every slice, and a ring
 //! cuts running quanta at the next slice boundary.
 //!
@@ -89,7 +94,8 @@ pub(crate) struct Slot {
 pub(crate) struct Sched {
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
-    /// VMs whose idle just ended: they run first (idle compensation).
+    /// VMs whose idle just ended (idle compensation) and VMs just booted, in the order they
+    /// became ready: they run first.
     woken_first: VecDeque<usize>,
     /// The other ready VMs, in round-robin order.
     ready: VecDeque<usize>,
@@ -424,8 +430,8 @@ impl Worker<'_, '_> {
                 } else {
                     sched.slots[slot] = Some(new);
                 }
-                let vtime = sched.min_vtime;
-                sched.make_ready(slot, vtime);
+                // Waiting since admission: first come, with the VMs whose idle ended.
+                sched.woken_first.push_back(slot);
                 sched.in_flight -= 1;
             }
         }

@@ -50,6 +50,32 @@ fn a_thousand_vms_boot_idle_and_terminate() {
     assert!(start.elapsed() < Duration::from_secs(20), "{:?}", start.elapsed());
 }
 
+/// Idles 1 us `times` times (interrupts disabled: only the timeout ends each), then terminates
+/// with 7.
+fn napper(times: u32) -> Arc<Image> {
+    image(|a| {
+        for _ in 0..times {
+            a.mov(eax, 1u32)?;
+            a.hlt()?;
+        }
+        a.mov(eax, 7u32)?;
+        a.int(0xd0)
+    })
+}
+
+#[test]
+fn vms_waking_from_idle_do_not_overtake_booted_vms_waiting_for_their_first_quantum() {
+    // One worker boots 256 VMs, runs one quantum, boots the next 256, and so on. The first VM
+    // wakes long before the storm ends; had it gone ahead of the booted VMs that never ran, it
+    // would finish its four quanta (and leave) before the last VMs boot.
+    let config = FleetConfig { threads: 1, ..FleetConfig::new() };
+    let count = 1500;
+    let report = Fleet::new(config).run(&specs(&napper(3), count));
+    assert_eq!(report.completed, count as u64);
+    assert!(report.vms.iter().all(|v| v.end == VmEnd::Terminated(7)));
+    assert_eq!(report.peak_live, count as u64, "a VM ended before the last one booted");
+}
+
 #[test]
 fn idle_vms_cost_no_cpu() {
     let report = Fleet::new(FleetConfig::new()).run(&specs(&idler(500_000), 100));
