@@ -46,6 +46,32 @@ fn console_lines_are_prefixed_with_the_vm_id() {
 }
 
 #[test]
+fn every_console_line_of_every_vm_comes_in_order_before_the_summary() {
+    // Lines go to stdout in batches (console.rs): none may be lost, reordered within a VM, or
+    // come after the summary.
+    let count = 200;
+    let output = denali(&["fleet", "--example", "idle", "--count", &count.to_string(), "--mem", "64K", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let summary: serde_json::Value = serde_json::from_str(lines.last().unwrap()).expect("the summary is last");
+    assert_eq!(summary["vms_completed"], count);
+    for id in 0..count {
+        let prefix = format!("[vm {id}] ");
+        let own: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix(&prefix)).collect();
+        let expected = [
+            "idle: round 1: woken by the timer: true",
+            "idle: round 2: woken by the timer: true",
+            "idle: round 3: timeout expired: true",
+            "idle: round 4: timeout expired: true",
+            "idle: slept at least 1 s: true",
+        ];
+        assert_eq!(own, expected, "vm {id}");
+    }
+    assert_eq!(lines.len(), count * 5 + 1);
+}
+
+#[test]
 fn a_faulting_fleet_exits_125_and_reports_each_fault() {
     let output = denali(&["fleet", "--example", "fault", "--count", "2", "--console", "none"]);
     assert_eq!(output.status.code(), Some(125));

@@ -62,10 +62,16 @@ pub fn fleet(args: &FleetArgs) -> Result<u8, Failure> {
             _ => {}
         }
     }
+    // The VMs' last lines come before the summary; a failed stdout is a host error (exit 1),
+    // as when a VM's own console write fails.
+    let console = built.console_lines.finish();
     let summary = if args.json { json(&report) } else { human(&report) };
     writeln!(io::stdout().lock(), "{summary}").map_err(|e| Failure::host(format!("writing to stdout: {e}")))?;
     let failed = report.vms.iter().any(|v| matches!(v.end, VmEnd::Fault(_) | VmEnd::BootFailed(_) | VmEnd::Deadlocked));
-    let host = report.vms.iter().any(|v| matches!(v.end, VmEnd::HostError(_)));
+    if let Err(e) = &console {
+        eprintln!("denali: writing the console output to stdout: {e}");
+    }
+    let host = console.is_err() || report.vms.iter().any(|v| matches!(v.end, VmEnd::HostError(_)));
     Ok(if failed {
         EXIT_FAULT
     } else if host {

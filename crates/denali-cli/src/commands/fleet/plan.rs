@@ -97,6 +97,8 @@ pub struct Built {
     pub config: FleetConfig,
     /// The capture file to finish after the run.
     pub pcap: Option<PathBuf>,
+    /// The consoles' lines still on their way to stdout: finished after the run.
+    pub console_lines: Arc<console::Lines>,
 }
 
 impl Plan {
@@ -166,8 +168,9 @@ impl Plan {
                 specs.push(spec);
             }
         }
-        config.console = console::factory(starts, &consoles)?;
-        Ok(Built { specs, config, pcap: self.pcap.as_ref().map(|p| p.value.clone()) })
+        let (factory, console_lines) = console::factory(starts, &consoles)?;
+        config.console = factory;
+        Ok(Built { specs, config, pcap: self.pcap.as_ref().map(|p| p.value.clone()), console_lines })
     }
 }
 
