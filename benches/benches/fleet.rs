@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use denali_engine::{Engine, Interpreter, SharedCode};
+use denali_engine::Interpreter;
 use denali_fleet::{EngineFactory, Fleet, FleetConfig, VmSpec};
 use denali_jit::Jit;
 use denali_kernel::{BootImage, Image, Vm, VmConfig};
@@ -55,11 +55,7 @@ fn switch(c: &mut Criterion) {
     // 1,000 VMs: each switch finds the next VM's state out of the cache; 10: in it. The
     // interpreter, and the fleets' tiered JIT (the default engine of `denali fleet`), whose
     // `jmp $` is translated after its first runs.
-    let code = SharedCode::new();
-    let tiered: EngineFactory = Arc::new(move || match Jit::tiered(Arc::clone(&code)) {
-        Some(jit) => Box::new(jit) as Box<dyn Engine>,
-        None => Box::new(Interpreter::new()),
-    });
+    let tiered: EngineFactory = Arc::new(denali_jit::fleet_engines());
     let engines = [("", None), ("jit_", Jit::available().then_some(tiered))];
     for (prefix, engine) in engines.iter().filter(|(prefix, engine)| prefix.is_empty() || engine.is_some()) {
         for vms in [1000, 10] {

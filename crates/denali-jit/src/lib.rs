@@ -13,6 +13,17 @@ mod x64;
 #[cfg(target_arch = "x86_64")]
 pub use x64::{Jit, JitStats, TIER_UP};
 
+/// The engines of a fleet's VMs: each call makes a tiered JIT ([`Jit::tiered`]) where this
+/// host can run one, else an interpreter; all of them share one cache of decoded blocks (a
+/// block is reused only where a VM's memory holds the same bytes).
+pub fn fleet_engines() -> impl Fn() -> Box<dyn denali_engine::Engine> + Send + Sync + 'static {
+    let code = denali_engine::SharedCode::new();
+    move || match Jit::tiered(std::sync::Arc::clone(&code)) {
+        Some(jit) => Box::new(jit),
+        None => Box::new(denali_engine::Interpreter::sharing(std::sync::Arc::clone(&code))),
+    }
+}
+
 /// Stand-in on hosts without a backend: it can never be constructed.
 #[cfg(not(target_arch = "x86_64"))]
 pub struct Jit {

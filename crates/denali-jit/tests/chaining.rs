@@ -376,3 +376,28 @@ fn rep_stos_backwards_or_over_code_is_the_interpreters() {
     let (exits, _) = agree(&flat(&over_code), 1000);
     assert!(terminated(&exits), "{exits:?}");
 }
+
+/// Quanta of two instructions stop at the same loop head every time, so the runtime enters the
+/// same block at every quantum (and may remember it between quanta); a write to that block's
+/// code between two quanta (by the kernel, say) must take effect in the very next quantum.
+#[test]
+fn a_write_to_the_block_every_quantum_starts_at_takes_effect_in_the_next() {
+    use denali_engine::Engine;
+    for tiered in [false, true] {
+        let mut mem = GuestMemory::new(MEM).unwrap();
+        mem.write(0x1000, &[0x40, 0xEB, 0xFD]).unwrap(); // 0x1000 L: inc eax; jmp L
+        let mut cpu = Cpu::new(0x1000, mem.size());
+        let mut jit =
+            if tiered { denali_jit::Jit::tiered(denali_engine::SharedCode::new()) } else { denali_jit::Jit::new() }
+                .expect("the tests run on hosts with the JIT");
+        let quanta = 2 * denali_jit::TIER_UP;
+        for _ in 0..quanta {
+            assert_eq!(jit.run(&mut cpu, &mut mem, 2), Exit::BudgetExhausted);
+        }
+        assert_eq!((cpu.eip, cpu.regs[0]), (0x1000, quanta));
+        assert!(jit.stats().translations > 0, "{:?}", jit.stats());
+        mem.write(0x1000, &[0x43]).unwrap(); // inc ebx
+        assert_eq!(jit.run(&mut cpu, &mut mem, 2), Exit::BudgetExhausted);
+        assert_eq!((cpu.regs[0], cpu.regs[3]), (quanta, 1), "tiered: {tiered}");
+    }
+}

@@ -1,21 +1,24 @@
 //! The block of state a translated block reads and writes through `rdi`.
 
-/// Byte offsets of `Ctx`'s fields, used in the generated code.
+/// Byte offsets of `Ctx`'s fields, used in the generated code. What every entry from the
+/// runtime writes or every exit stores lies in the first two cache lines; `saved` (written
+/// only by the blocks that use it) comes after them, so a switch to a VM touches two lines of
+/// its `Ctx`, not six.
 pub(crate) const FLAGS_IN: i32 = 32;
-pub(crate) const FLAGS_OUT: i32 = 40;
-pub(crate) const MEM_BASE: i32 = 48;
-pub(crate) const LIMIT: i32 = 56;
-pub(crate) const CODE_PAGES: i32 = 64;
-pub(crate) const EIP: i32 = 72;
-pub(crate) const COUNT: i32 = 76;
-pub(crate) const FLAGS_SAVED: i32 = 80;
-pub(crate) const STOPPED: i32 = 84;
-pub(crate) const LEFT: i32 = 88;
-pub(crate) const BUDGET_EXITS: i32 = 96;
-pub(crate) const RUNS: i32 = 104;
-pub(crate) const SAVED: i32 = 112;
-pub(crate) const ONE: i32 = 368;
-pub(crate) const DF: i32 = 376;
+pub(crate) const LEFT: i32 = 40;
+pub(crate) const EIP: i32 = 48;
+pub(crate) const COUNT: i32 = 52;
+pub(crate) const FLAGS_SAVED: i32 = 56;
+pub(crate) const STOPPED: i32 = 60;
+pub(crate) const FLAGS_OUT: i32 = 64;
+pub(crate) const BUDGET_EXITS: i32 = 72;
+pub(crate) const RUNS: i32 = 80;
+pub(crate) const MEM_BASE: i32 = 88;
+pub(crate) const LIMIT: i32 = 96;
+pub(crate) const CODE_PAGES: i32 = 104;
+pub(crate) const ONE: i32 = 112;
+pub(crate) const DF: i32 = 120;
+pub(crate) const SAVED: i32 = 128;
 /// Offset of the chaining table from the start of [`State`] (right after the `Ctx`).
 pub(crate) const TABLE: i32 = 384;
 
@@ -43,22 +46,29 @@ pub(crate) fn tag(eip: u32) -> u64 {
     !u64::from(eip)
 }
 
+/// The `Ctx::flags_in` image of the status flags of `eflags`.
+pub(crate) fn flags_in(eflags: u32) -> u64 {
+    u64::from(eflags & 0xD5) | (u64::from(eflags >> 11 & 1) << 15)
+}
+
+/// The status flags (CF PF AF ZF SF OF, the others 0) of a `Ctx::flags_out` image.
+pub(crate) fn flags_out(image: u64) -> u32 {
+    #[allow(clippy::cast_possible_truncation, reason = "two bytes")]
+    let image = image as u32;
+    (image >> 8 & 0xD5) | (image & 1) << 11
+}
+
 /// Guest registers and the runtime's inputs and outputs of one block execution.
-#[repr(C)]
+#[repr(C, align(64))]
 #[derive(Default)]
 pub(crate) struct Ctx {
     /// Guest registers, in encoding order (offset 0).
     pub regs: [u32; 8],
-    /// RFLAGS image `popfq` loads when the block needs the guest flags: status bits only.
+    /// The guest status flags an outer entry loads: byte 0 is the low byte of EFLAGS (SF ZF
+    /// AF PF CF, for `sahf`), byte 1 is 0x80 when OF is set, else 0 (see [`flags_in`]).
     pub flags_in: u64,
-    /// RFLAGS the block saved at exit (`pushfq`), when `flags_saved` is 1.
-    pub flags_out: u64,
-    /// Host address of guest address 0.
-    pub mem_base: u64,
-    /// 2^32 - memory size.
-    pub limit: u64,
-    /// Host address of the code-page table.
-    pub code_pages: u64,
+    /// Budget left; each block entry takes its instruction count from it (or exits).
+    pub left: u64,
     /// Where the guest continues.
     pub eip: u32,
     /// Instructions of the last block run that did not retire (refunded to `left` at exit).
@@ -67,21 +77,30 @@ pub(crate) struct Ctx {
     pub flags_saved: u32,
     /// 1 when the run stopped before an instruction it could not complete (a failed check).
     pub stopped: u32,
-    /// Budget left; each block entry takes its instruction count from it (or exits).
-    pub left: u64,
+    /// The status flags the block saved at exit, when `flags_saved` is 1: byte 0 is OF
+    /// (`seto`), byte 1 the low byte of EFLAGS (`lahf`) (see [`flags_out`]).
+    pub flags_out: u64,
     /// Blocks whose inner entry found the budget too small (the run then stops).
     pub budget_exits: u64,
     /// Blocks entered (outer or chained).
     pub runs: u64,
-    /// Operands instruction i of a block saves for a fixup its exits may apply (SHR's
-    /// original operand: the overflow flag is its top bit).
-    pub saved: Saved,
+    /// Host address of guest address 0.
+    pub mem_base: u64,
+    /// 2^32 - memory size.
+    pub limit: u64,
+    /// Host address of the code-page table.
+    pub code_pages: u64,
     /// The constant 1: generated code shifts it right by a code-page byte (`shrx` takes its
     /// source from memory), which gives 0 exactly on a flagged page, flag-free.
     pub one: u64,
     /// The guest's DF (0 or 1): constant while generated code runs, since every instruction
     /// that changes it (CLD, STD, POPFD, IRET) falls back to the interpreter.
     pub df: u32,
+    _pad: u32,
+    /// Operands instruction i of a block saves for a fixup its exits may apply (SHR's
+    /// original operand: the overflow flag is its top bit). Written by the block before any
+    /// exit reads it, so the runtime never initialises it.
+    pub saved: Saved,
 }
 
 /// One u32 per instruction of the longest block.
@@ -132,4 +151,6 @@ const _: () = {
     assert!(std::mem::offset_of!(Ctx, df) == DF as usize);
     assert!(std::mem::offset_of!(State, table) == TABLE as usize);
     assert!(std::mem::offset_of!(Ctx, runs) == RUNS as usize);
+    // Everything but `saved` in the first two cache lines.
+    assert!(SAVED == 128);
 };

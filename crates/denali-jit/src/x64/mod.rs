@@ -7,7 +7,7 @@ mod perf_map;
 mod translate;
 
 use arena::Arena;
-use ctx::{Ctx, State};
+use ctx::State;
 use denali_abi::boot::PAGE_SIZE;
 use denali_engine::{Cpu, Engine, Exit, GuestMemory, Interpreter, SharedCode};
 use std::collections::HashMap;
@@ -92,7 +92,20 @@ pub struct Jit {
     /// The memory size the cached blocks were translated for (their bounds checks and
     /// direct exits hold it as an immediate); 0 before the first run.
     mem_size: u32,
+    /// The last entry `cached` found, and its address (`u32::MAX`, never a block start inside
+    /// memory, when none): a VM that loops in one block finds it here at every quantum
+    /// without touching the block map, a cache miss per VM switch in a large fleet. Kept
+    /// equal to `blocks[last.0]`: cleared wherever a block is dropped.
+    last: (u32, Entry),
+    /// The last exit from generated code was a missed chaining-table lookup (direct or
+    /// indirect) for the address the runtime enters next: only then does that block take its
+    /// slot back (`cached`). Rewriting the slot at every entry cost a cache miss (the table is
+    /// 64 KiB) per VM switch.
+    missed: bool,
 }
+
+/// `Jit::last` when it holds nothing.
+const NO_LAST: (u32, Entry) = (u32::MAX, Entry { offset: 0, count: 0, slot: 0, inner: 0, inner_offset: 0 });
 
 impl Jit {
     /// Whether this host has the CPU features the generated code needs (BMI2 for the
@@ -130,6 +143,8 @@ impl Jit {
             incoming: AddrMap::default(),
             perf_map: perf_map::PerfMap::from_env(),
             mem_size: 0,
+            last: NO_LAST,
+            missed: false,
         })
     }
 
@@ -146,6 +161,7 @@ impl Jit {
             return;
         }
         self.seen = mem.code_write_count();
+        self.last = NO_LAST;
         let written: Vec<u32> = self.by_page.keys().copied().filter(|p| !mem.is_code_page(*p)).collect();
         let mut unlink = Vec::new();
         for page in written {
@@ -187,6 +203,7 @@ impl Jit {
     }
 
     fn flush(&mut self) {
+        self.last = NO_LAST;
         self.incoming.clear();
         if let Some(state) = &mut self.state {
             state.table.fill(0);
@@ -200,9 +217,16 @@ impl Jit {
     /// The cached decision for `eip`, if there is one.
     fn cached(&mut self, eip: u32) -> Option<Entry> {
         self.stats.lookups += 1;
-        let e = self.blocks.get(&eip).copied()?;
-        if e.count > 0 {
-            // Two hot blocks may share a slot: the one the runtime is entering takes it.
+        let missed = std::mem::take(&mut self.missed);
+        let e = if self.last.0 == eip {
+            self.last.1
+        } else {
+            let e = self.blocks.get(&eip).copied()?;
+            self.last = (eip, e);
+            e
+        };
+        if missed && e.count > 0 {
+            // Two hot blocks may share a slot: the one a lookup just missed takes it.
             let state = self.state();
             state.table[2 * e.slot] = ctx::tag(eip);
             state.table[2 * e.slot + 1] = e.inner;
@@ -260,6 +284,7 @@ impl Jit {
         }
         // An entry with count 0 depends on no bytes: the interpreter decides afresh each time.
         self.blocks.insert(eip, entry);
+        self.last = (eip, entry);
         entry
     }
 
@@ -289,17 +314,21 @@ impl Jit {
         // dword, so a run gets at most 2^31 - 1 instructions (the loop gives the rest later).
         let given = left.min(i32::MAX as u64);
         let state = self.state.get_or_insert_with(State::new);
-        state.ctx = Ctx {
-            left: given,
-            regs: cpu.regs,
-            flags_in: u64::from((cpu.eflags & STATUS) | 2),
-            mem_base: mem.host_base() as u64,
-            limit: (1u64 << 32) - u64::from(mem.size()),
-            code_pages: mem.code_page_table() as u64,
-            one: 1,
-            df: (cpu.eflags >> 10) & 1,
-            ..Ctx::default()
-        };
+        // Field by field, not `saved` (which no block reads before writing it): the two cache
+        // lines every entry and exit touch anyway, not six.
+        let ctx = &mut state.ctx;
+        ctx.regs = cpu.regs;
+        ctx.flags_in = ctx::flags_in(cpu.eflags);
+        ctx.left = given;
+        ctx.flags_saved = 0;
+        ctx.stopped = 0;
+        ctx.budget_exits = 0;
+        ctx.runs = 0;
+        ctx.mem_base = mem.host_base() as u64;
+        ctx.limit = (1u64 << 32) - u64::from(mem.size());
+        ctx.code_pages = mem.code_page_table() as u64;
+        ctx.one = 1;
+        ctx.df = (cpu.eflags >> 10) & 1;
         self.arena.call(entry.offset, state);
         let ctx = &state.ctx;
         self.stats.block_runs += ctx.runs;
@@ -309,12 +338,13 @@ impl Jit {
         cpu.regs = ctx.regs;
         cpu.eip = ctx.eip;
         if ctx.flags_saved != 0 {
-            #[allow(clippy::cast_possible_truncation, reason = "the status bits are in the low dword")]
-            let host = ctx.flags_out as u32;
-            cpu.eflags = (cpu.eflags & !STATUS) | (host & STATUS);
+            cpu.eflags = (cpu.eflags & !STATUS) | ctx::flags_out(ctx.flags_out);
         }
         let done = given - ctx.left;
         cpu.instructions += done;
+        // Every exit but a budget exit and a stop is a lookup that missed (or a jump out of
+        // memory, which the runtime does not look up).
+        self.missed = ctx.stopped == 0 && ctx.budget_exits == 0;
         (done, ctx.stopped != 0)
     }
 }

@@ -939,6 +939,16 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
         ; mov r9, QWORD [rdi + ctx::RUNS]
         ; mov r10, QWORD [rdi + ctx::CODE_PAGES]
         ; mov r11, QWORD [rdi + ctx::LEFT]
+    );
+    // The guest flags are always in the host flags: a chained entry cannot know which flags
+    // its predecessor wrote, so every exit saves them and every outer entry loads them. Not
+    // with `popfq` (microcoded, the slowest instruction of an entry): the `cmp` sets OF
+    // (0x80 - 1 overflows, 0 - 1 does not), `sahf` the others from AH (before EAX is loaded).
+    dynasm!(a
+        ; .arch x64
+        ; cmp BYTE [rdi + ctx::FLAGS_IN + 1], 1
+        ; mov ah, BYTE [rdi + ctx::FLAGS_IN]
+        ; sahf
         ; mov eax, DWORD [rdi]
         ; mov esi, DWORD [rdi + 4]
         ; mov edx, DWORD [rdi + 8]
@@ -948,9 +958,6 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
         ; mov r14d, DWORD [rdi + 24]
         ; mov r15d, DWORD [rdi + 28]
     );
-    // The guest flags are always in the host flags: a chained entry cannot know which flags
-    // its predecessor wrote, so every exit saves them and every outer entry loads them.
-    dynasm!(a ; .arch x64 ; push QWORD [rdi + ctx::FLAGS_IN] ; popfq);
     #[allow(clippy::cast_possible_truncation, reason = "at most MAX_BLOCK instructions")]
     let n = c.len() as u32;
     let mem_size = mem.size();
@@ -1065,9 +1072,6 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
     dynasm!(a
         ; .arch x64
         ; ->exit:
-        ; pushfq
-        ; pop rcx
-        ; mov QWORD [rdi + ctx::FLAGS_OUT], rcx
         ; mov DWORD [rdi + ctx::FLAGS_SAVED], 1
         ; mov ecx, DWORD [rdi + ctx::COUNT]
         ; lea r11, [r11 + rcx]
@@ -1081,6 +1085,10 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
         ; mov DWORD [rdi + 20], r13d
         ; mov DWORD [rdi + 24], r14d
         ; mov DWORD [rdi + 28], r15d
+        // The flags once EAX is stored (`pushfq` cost as much as the rest of the exit).
+        ; lahf
+        ; seto al
+        ; mov WORD [rdi + ctx::FLAGS_OUT], ax
         ; pop r15
         ; pop r14
         ; pop r13

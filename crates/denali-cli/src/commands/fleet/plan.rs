@@ -285,11 +285,7 @@ pub fn engine_factory(kind: EngineKind) -> Result<EngineFactory, Failure> {
             }
             // Tiered: most of a fleet VM's code runs a few times, and translating it would
             // cost each VM more than interpreting it (the interpreters share decoded blocks).
-            let code = SharedCode::new();
-            Arc::new(move || match denali_jit::Jit::tiered(Arc::clone(&code)) {
-                Some(jit) => Box::new(jit) as Box<dyn Engine>,
-                None => Box::new(Interpreter::sharing(Arc::clone(&code))),
-            })
+            Arc::new(denali_jit::fleet_engines())
         }
     })
 }
