@@ -938,13 +938,14 @@ fn emit_checks(a: &mut Asm, size: u32, write: bool, stop: DynamicLabel, mem_size
         // otherwise below 2^32 (high dword zero): the exit is the branch not taken on the path
         // that runs (a taken `jrcxz` over a `jmp` per check cost about as much as the rest of
         // matmul's loop), and the size is an immediate (no load).
+        // `jecxz` tests that high dword (now the low one) alone: no `mov ecx, ecx` to clear
+        // the rest, one instruction less per check.
         dynasm!(a
             ; .arch x64
             ; lea rcx, [r8 + below]
             ; rorx rcx, rcx, 32
-            ; mov ecx, ecx
         );
-        islands.branch(a, stop);
+        islands.branch(a, stop, true);
     } else {
         // Memory above 2 GiB: the sum with 2^32 - mem_size is below 2^33, so its high dword is
         // 0 (inside) or 1 (outside), and that dword - 1 is zero exactly outside.
@@ -955,7 +956,7 @@ fn emit_checks(a: &mut Asm, size: u32, write: bool, stop: DynamicLabel, mem_size
             ; rorx rcx, rcx, 32
             ; lea ecx, [rcx - 1]
         );
-        islands.branch(a, stop);
+        islands.branch(a, stop, false);
     }
     if write {
         // The byte of the first page is non-zero when that page or the next holds cached
@@ -969,7 +970,7 @@ fn emit_checks(a: &mut Asm, size: u32, write: bool, stop: DynamicLabel, mem_size
             ; movzx ecx, BYTE [r10 + rcx]
             ; shrx ecx, DWORD [rdi + ctx::ONE], ecx
         );
-        islands.branch(a, stop);
+        islands.branch(a, stop, false);
     }
 }
 
@@ -1344,8 +1345,14 @@ struct Islands {
 }
 
 impl Islands {
-    /// `jrcxz` to the exit `stop`, through a trampoline.
-    fn branch(&mut self, a: &mut Asm, stop: DynamicLabel) {
+    /// `jrcxz` (or, with `ecx`, `jecxz`: only the low dword counts) to the exit `stop`,
+    /// through a trampoline.
+    fn branch(&mut self, a: &mut Asm, stop: DynamicLabel, ecx: bool) {
+        if ecx {
+            // The address-size prefix makes `jrcxz` test ECX. It changes no length (rel8
+            // stays rel8), so the reach below, counted from the end of the jump, is the same.
+            a.push(0x67);
+        }
         if let Some((tramp, exit, at)) = self.back {
             // rel8 reaches 128 bytes back from the end of the 2-byte `jrcxz`.
             if exit == stop && a.offset().0 + 2 <= at + 128 {
