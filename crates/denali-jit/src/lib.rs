@@ -4,13 +4,13 @@
 //! does not translate runs in the portable interpreter one instruction at a time, so
 //! correctness never depends on translation coverage. See `DESIGN.md` for every decision.
 //!
-//! On hosts that are not x86-64, or lack BMI2, [`Jit::new`] returns `None` and callers use the
-//! interpreter.
+//! On hosts that are not x86-64 Unix (the arena needs `mprotect`), or lack BMI2, [`Jit::new`]
+//! returns `None` and callers use the interpreter.
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", unix))]
 mod x64;
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", unix))]
 pub use x64::{Jit, JitStats, TIER_UP};
 
 /// The engines of a fleet's VMs: each call makes a tiered JIT ([`Jit::tiered`]) where this
@@ -25,12 +25,12 @@ pub fn fleet_engines() -> impl Fn() -> Box<dyn denali_engine::Engine> + Send + S
 }
 
 /// Stand-in on hosts without a backend: it can never be constructed.
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(all(target_arch = "x86_64", unix)))]
 pub struct Jit {
     never: std::convert::Infallible,
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(all(target_arch = "x86_64", unix)))]
 impl Jit {
     /// Always `None`: this host has no JIT backend.
     pub fn new() -> Option<Jit> {
@@ -48,7 +48,7 @@ impl Jit {
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(all(target_arch = "x86_64", unix)))]
 impl denali_engine::Engine for Jit {
     fn run(
         &mut self,

@@ -287,6 +287,24 @@ fn loops_back_from_inside_a_block_count_exactly() {
     assert!(stats.lookups < 10, "{stats:?}");
 }
 
+/// A loop back to the block's start whose flags come from an access that faults: the pass
+/// count may be taken early only before an instruction that cannot exit (else the refund of
+/// the failed check would miss it), so the fault comes with the interpreter's count and state.
+#[test]
+fn a_loop_whose_compare_faults_counts_exactly() {
+    let code = [
+        0xBE, 0xC0, 0xFF, 0x0F, 0x00, // 0x1000 mov esi, 0xFFFC0
+        0x83, 0xC0, 0x01, // 0x1005 l: add eax, 1
+        0x83, 0xC6, 0x04, // add esi, 4
+        0x39, 0x06, // cmp [esi], eax (memory is 0: never equal, until esi reaches the end)
+        0x75, 0xF6, // jne l
+        0x43, // inc ebx
+        0xCD, 0xD0, // terminate
+    ];
+    let (exits, _) = agree(&flat(&code), 100_000);
+    assert_eq!(last_exception(&exits), (ExceptionKind::Memory, 0x100B));
+}
+
 /// Straight-line blocks of 24 stores, each through a base register moved by another register
 /// (so each has its own check), where the k-th store is the first outside memory: the branches
 /// of failed checks reach their exits through trampolines placed inside the block (or, for the

@@ -12,8 +12,6 @@
 //! A hull spans at most one page (plus the partial page its end reaches), so checking the
 //! code-page bytes of its first and last byte covers every page it touches.
 
-use std::collections::HashMap;
-
 /// Guest register number of ESP (encoding order).
 pub(super) const ESP: usize = 4;
 /// Largest hull, in bytes: the code-page check looks at its first and last byte only.
@@ -61,7 +59,7 @@ pub(super) struct Check {
 
 /// Which registers an address depends on and in which version (a non-constant write makes a
 /// new version): accesses with equal keys differ by constants.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct Key {
     base: Option<(usize, u32)>,
     index: Option<(usize, u32)>,
@@ -80,20 +78,26 @@ struct Hull {
 }
 
 /// The checks to make before each instruction, given each one's accesses and register effects.
-pub(super) fn plan(accesses: &[Vec<Access>], effects: &[Effect]) -> Vec<Vec<Check>> {
+pub(super) fn plan<A, I>(instructions: I) -> Vec<Vec<Check>>
+where
+    A: IntoIterator<Item = Access>,
+    I: ExactSizeIterator<Item = (A, Effect)>,
+{
+    let n = instructions.len();
     let mut version = [0u32; 8];
     // Constant added to each register since the start of its version.
     let mut offset = [0i64; 8];
     let mut hulls: Vec<Hull> = Vec::new();
-    let mut open: HashMap<Key, usize> = HashMap::new();
-    for (i, (list, effect)) in accesses.iter().zip(effects).enumerate() {
+    // The open hull of each key (few: a linear search beats hashing them).
+    let mut open: Vec<(Key, usize)> = Vec::new();
+    for (i, (list, effect)) in instructions.enumerate() {
         for a in list {
             let key =
                 Key { base: a.base.map(|r| (r, version[r])), index: a.index.map(|r| (r, version[r])), scale: a.scale };
             let base_offset = a.base.map_or(0, |r| offset[r]);
             let low = base_offset + i64::from(a.disp);
             let high = low + i64::from(a.size);
-            let merged = open.get(&key).is_some_and(|&h| {
+            let merged = open.iter().find(|(k, _)| *k == key).is_some_and(|&(_, h)| {
                 let hull = &mut hulls[h];
                 let (l, hi) = (hull.low.min(low), hull.high.max(high));
                 let fits = hi - l <= MAX_SPAN && l.abs() < MAX_OFFSET && hi.abs() < MAX_OFFSET;
@@ -105,8 +109,11 @@ pub(super) fn plan(accesses: &[Vec<Access>], effects: &[Effect]) -> Vec<Vec<Chec
                 fits
             });
             if !merged {
-                open.insert(key, hulls.len());
-                hulls.push(Hull { first: i, base_at_first: base_offset, low, high, write: a.write, access: *a });
+                match open.iter_mut().find(|(k, _)| *k == key) {
+                    Some(slot) => slot.1 = hulls.len(),
+                    None => open.push((key, hulls.len())),
+                }
+                hulls.push(Hull { first: i, base_at_first: base_offset, low, high, write: a.write, access: a });
             }
         }
         if effect.barrier {
@@ -127,7 +134,7 @@ pub(super) fn plan(accesses: &[Vec<Access>], effects: &[Effect]) -> Vec<Vec<Chec
             }
         }
     }
-    let mut plan = vec![Vec::new(); accesses.len()];
+    let mut plan = vec![Vec::new(); n];
     for h in hulls {
         #[allow(clippy::cast_possible_truncation, reason = "both below MAX_OFFSET / MAX_SPAN")]
         let (disp, span) = ((h.low - h.base_at_first) as i32, (h.high - h.low) as u32);
@@ -158,7 +165,7 @@ mod tests {
     #[test]
     fn pushes_share_one_check_over_their_hull() {
         let (a, e): (Vec<_>, Vec<_>) = [push(), push(), push()].into_iter().unzip();
-        let plan = plan(&a, &e);
+        let plan = plan(a.into_iter().zip(e));
         assert_eq!(plan[0], vec![Check { base: Some(ESP), index: None, scale: 1, disp: -12, span: 12, write: true }]);
         assert!(plan[1].is_empty() && plan[2].is_empty());
     }
@@ -174,7 +181,7 @@ mod tests {
             Effect { writes: 1 << 3, adjust: None, barrier: false },
             Effect::default(),
         ];
-        let plan = plan(&a, &e);
+        let plan = plan(a.into_iter().zip(e));
         // [ebx] and, after ebx += 4, [ebx+4] (offset 8 from the start): one hull of 12 bytes.
         assert_eq!(plan[0], vec![Check { base: Some(3), index: None, scale: 1, disp: 0, span: 12, write: false }]);
         assert!(plan[2].is_empty());
@@ -185,7 +192,7 @@ mod tests {
     #[test]
     fn hulls_never_span_more_than_a_page() {
         let far = |disp| vec![Access { base: Some(3), index: None, scale: 1, disp, size: 4, write: true }];
-        let plan = plan(&[far(0), far(4092), far(4093)], &[Effect::default(); 3]);
+        let plan = plan([far(0), far(4092), far(4093)].into_iter().zip([Effect::default(); 3]));
         assert_eq!(plan[0][0].span, 4096);
         assert_eq!(plan[2].len(), 1);
     }
@@ -199,7 +206,7 @@ mod tests {
             Effect::default(),
             Effect { writes: 1 << ESP, adjust: Some((ESP, -4)), barrier: false },
         ];
-        let plan = plan(&a, &e);
+        let plan = plan(a.into_iter().zip(e));
         assert_eq!(plan[1], vec![Check { base: Some(ESP), index: None, scale: 1, disp: -4, span: 12, write: true }]);
     }
 }

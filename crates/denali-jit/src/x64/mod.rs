@@ -271,7 +271,7 @@ impl Jit {
                 state.table[2 * slot] = ctx::tag(eip);
                 state.table[2 * slot + 1] = entry.inner;
                 if let Some(map) = &mut self.perf_map {
-                    map.record(base + offset as u64, t.code.len(), eip);
+                    map.record(base + offset as u64, &t.code, eip);
                 }
                 // The translation depends on these bytes: a store to them must drop it.
                 for page in (eip >> PAGE_SHIFT)..=(t.last_byte >> PAGE_SHIFT) {
