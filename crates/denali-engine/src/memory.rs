@@ -1,7 +1,7 @@
 //! Guest physical memory: lazily committed, contiguous host memory per VM (an anonymous
-//! mapping of its own, or a slot of a [`MemoryTemplate`]'s copy-on-write mappings), reached only
-//! through bounds-checked accessors. It also tracks which pages hold decoded code, so that a store to
-//! code (by the guest or by the kernel) invalidates what engines cached from it.
+//! mapping of its own, or a slot of a [`MemoryTemplate`]'s copy-on-write mappings), reached
+//! only through bounds-checked accessors. It also tracks which pages hold decoded code, so that
+//! a store to code (by the guest or by the kernel) invalidates what engines cached from it.
 
 use denali_abi::boot::{MAX_MEM_SIZE, MIN_MEM_SIZE, PAGE_SIZE};
 use std::ptr::NonNull;

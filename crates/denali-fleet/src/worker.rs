@@ -15,12 +15,12 @@
 //! Idle compensation: a VM whose idle ended goes to the front of the run queue, ahead of the
 //! virtual-time order, so a VM that gave up the CPU gets it back first, as in the paper. A VM
 //! just booted has waited since its admission and has never had the CPU: it joins the same
-//! first-come queue. Otherwise, during a boot storm (the workers boot a batch, run one quantum,
-//! boot the next), VMs waking from idle would keep overtaking the thousands of booted VMs still
-//! waiting for their first instruction, and the first VMs would finish before the last ones
-//! start. In batched mode doorbell wake-ups are
-//! taken once per round of the run queue; in synchronous mode after every slice, and a ring
-//! cuts running quanta at the next slice boundary.
+//! queue (`first_come`). Otherwise, during a boot storm (the workers boot a batch, run one
+//! quantum, boot the next), VMs waking from idle would keep overtaking the thousands of booted
+//! VMs still waiting for their first instruction, and the first VMs would finish before the
+//! last ones start. In batched mode doorbell wake-ups are taken once per round of the run
+//! queue; in synchronous mode after every slice, and a ring cuts running quanta at the next
+//! slice boundary.
 //!
 //! Deadlock: when no VM runs or is runnable, none has a deadline and no wake-up is pending,
 //! the idle VMs wait for something no one can send (only a VM can ring another's doorbell in
@@ -96,7 +96,7 @@ pub(crate) struct Sched {
     free: Vec<usize>,
     /// VMs whose idle just ended (idle compensation) and VMs just booted, in the order they
     /// became ready: they run first.
-    woken_first: VecDeque<usize>,
+    first_come: VecDeque<usize>,
     /// The other ready VMs, in round-robin order.
     ready: VecDeque<usize>,
     /// The virtual time of the VM last taken from `ready`: a VM filed below it has fallen
@@ -130,7 +130,7 @@ impl Sched {
         s.idle = false;
         s.vtime = s.vtime.max(min_vtime);
         // Idle compensation: the VM gave up the CPU, so it goes first.
-        self.woken_first.push_back(slot);
+        self.first_come.push_back(slot);
     }
 
     /// Queues a runnable VM: at the back, or at the front if it has fallen behind.
@@ -143,7 +143,7 @@ impl Sched {
     }
 
     fn runnable(&self) -> usize {
-        self.woken_first.len() + self.ready.len()
+        self.first_come.len() + self.ready.len()
     }
 
     fn expire_timers(&mut self, now: Duration) {
@@ -173,7 +173,7 @@ impl Sched {
             self.round_left = self.runnable();
         }
         loop {
-            let (slot, from_ready) = match self.woken_first.pop_front() {
+            let (slot, from_ready) = match self.first_come.pop_front() {
                 Some(slot) => (slot, false),
                 None => (self.ready.pop_front()?, true),
             };
@@ -431,7 +431,7 @@ impl Worker<'_, '_> {
                     sched.slots[slot] = Some(new);
                 }
                 // Waiting since admission: first come, with the VMs whose idle ended.
-                sched.woken_first.push_back(slot);
+                sched.first_come.push_back(slot);
                 sched.in_flight -= 1;
             }
         }
