@@ -22,6 +22,11 @@ pub(crate) const SAVED: i32 = 128;
 /// Offset of the chaining table from the start of [`State`] (right after the `Ctx`).
 pub(crate) const TABLE: i32 = 384;
 
+/// Added to the budget while generated code holds it (`Ctx::left`, r11): with the budget below
+/// 2^31, the high dword of `r11 - n` is 1 while `n` instructions fit and 0 once they do not,
+/// which `jecxz` tests flag-free in one instruction.
+pub(crate) const BUDGET_BIAS: u64 = 1 << 32;
+
 /// Slots of the chaining table (a power of two): `[tag, inner entry address]` pairs.
 pub(crate) const SLOTS: usize = 4096;
 /// Bits of a slot number; the slot is the top `SLOT_BITS` of the CRC-32C hash.
@@ -67,7 +72,8 @@ pub(crate) struct Ctx {
     /// The guest status flags an outer entry loads: byte 0 is the low byte of EFLAGS (SF ZF
     /// AF PF CF, for `sahf`), byte 1 is 0x80 when OF is set, else 0 (see [`flags_in`]).
     pub flags_in: u64,
-    /// Budget left; each block entry takes its instruction count from it (or exits).
+    /// Budget left plus [`BUDGET_BIAS`]; each block entry takes its instruction count from it
+    /// (or exits).
     pub left: u64,
     /// Where the guest continues.
     pub eip: u32,

@@ -319,7 +319,7 @@ impl Jit {
         let ctx = &mut state.ctx;
         ctx.regs = cpu.regs;
         ctx.flags_in = ctx::flags_in(cpu.eflags);
-        ctx.left = given;
+        ctx.left = given + ctx::BUDGET_BIAS;
         ctx.flags_saved = 0;
         ctx.stopped = 0;
         ctx.budget_exits = 0;
@@ -340,7 +340,7 @@ impl Jit {
         if ctx.flags_saved != 0 {
             cpu.eflags = (cpu.eflags & !STATUS) | ctx::flags_out(ctx.flags_out);
         }
-        let done = given - ctx.left;
+        let done = given - (ctx.left - ctx::BUDGET_BIAS);
         cpu.instructions += done;
         // Every exit but a budget exit and a stop is a lookup that missed (or a jump out of
         // memory, which the runtime does not look up).

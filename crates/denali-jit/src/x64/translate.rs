@@ -1063,10 +1063,14 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
         ; =>own.inner
         ; lea r11, [r11 - n32]
         ; =>own.taken
-        // left < 2^31, so left - n is negative exactly when its high dword is all ones, and
-        // then that dword + 1 is zero: the exit is the branch not taken on the path that runs.
+        // r11 is 2^32 + left with left < 2^31 (see `ctx::BUDGET_BIAS`), so its high dword is
+        // 1 while left - n >= 0 and 0 once it is negative: `jecxz` on that dword exits, the
+        // branch not taken on the path that runs (one instruction less than a sign test).
         ; rorx rcx, r11, 32
-        ; lea ecx, [rcx + 1]
+    );
+    a.push(0x67);
+    dynasm!(a
+        ; .arch x64
         ; jrcxz =>no_budget
         ; lea r9, [r9 + 1]
     );
@@ -1538,6 +1542,8 @@ fn rep_stos(a: &mut Asm, shift: u8, mem_size: u32, stop: DynamicLabel) -> Option
         ; cmp DWORD [rdi + ctx::DF], 0
         ; jne =>fail
         ; lea r8, [rcx - 1]
+        // r11 holds the budget left plus `ctx::BUDGET_BIAS` (bit 32).
+        ; bts r8, 32
         ; cmp r8, r11
         ; ja =>fail
         ; shl rcx, shift as i8
