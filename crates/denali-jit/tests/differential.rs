@@ -64,7 +64,8 @@ fn loops_agree_with_the_interpreter_and_are_translated() {
         let (run, jit) = same(0x10_0000, &flat(&code), slice, 1_000_000);
         assert_eq!(run.cpu.instructions, 1 + 11 * 10_000);
         if slice > 7 {
-            assert!(jit.stats().block_runs >= 10_000, "{:?}", jit.stats());
+            // Translated code ran the loop, not the interpreter.
+            assert!(jit.stats().interpreted < 100, "{:?}", jit.stats());
         }
     }
 }

@@ -88,7 +88,8 @@ pub(crate) struct Ctx {
     pub flags_out: u64,
     /// Blocks whose inner entry found the budget too small (the run then stops).
     pub budget_exits: u64,
-    /// Blocks entered (outer or chained).
+    /// Jumps from a block to another block (or, when the lookup misses, to the runtime):
+    /// counted on the way out, so that a loop inside a block costs no count per pass.
     pub runs: u64,
     /// Host address of guest address 0.
     pub mem_base: u64,

@@ -49,7 +49,8 @@ pub struct JitStats {
     pub translated_instructions: u64,
     /// Nanoseconds spent translating (decode, validate, assemble, install).
     pub compile_ns: u64,
-    /// Translated blocks entered, from the runtime or chained.
+    /// Translated blocks entered, from the runtime or chained (a loop inside a block, or a
+    /// block jumping to its own start, stays in one run).
     pub block_runs: u64,
     /// Blocks entered straight from another block (a hit in the chaining table, direct or
     /// indirect), without returning to the runtime.
@@ -331,9 +332,14 @@ impl Jit {
         ctx.df = (cpu.eflags >> 10) & 1;
         self.arena.call(entry.offset, state);
         let ctx = &state.ctx;
-        self.stats.block_runs += ctx.runs;
-        // Every block entry but the first came through the chaining table.
-        self.stats.chain_hits += ctx.runs.saturating_sub(1);
+        // Every exit but a budget exit and a stop is a lookup that missed (or a jump out of
+        // memory, which the runtime does not look up).
+        self.missed = ctx.stopped == 0 && ctx.budget_exits == 0;
+        // `runs` counts the jumps that left a block for another (the last one, when it missed,
+        // for the runtime): every other one entered its target.
+        let hits = ctx.runs.saturating_sub(u64::from(self.missed));
+        self.stats.chain_hits += hits;
+        self.stats.block_runs += 1 + hits;
         self.stats.budget_exits += ctx.budget_exits;
         cpu.regs = ctx.regs;
         cpu.eip = ctx.eip;
@@ -342,9 +348,6 @@ impl Jit {
         }
         let done = given - (ctx.left - ctx::BUDGET_BIAS);
         cpu.instructions += done;
-        // Every exit but a budget exit and a stop is a lookup that missed (or a jump out of
-        // memory, which the runtime does not look up).
-        self.missed = ctx.stopped == 0 && ctx.budget_exits == 0;
         (done, ctx.stopped != 0)
     }
 }

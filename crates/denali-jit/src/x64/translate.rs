@@ -10,7 +10,7 @@
 //! | r12 r13 r14 r15 | guest ESP EBP ESI EDI |
 //! | rdi | the `Ctx` pointer |
 //! | rbp | host address of guest address 0 |
-//! | r9 | blocks entered in this run (`Ctx::runs`) |
+//! | r9 | jumps between blocks in this run (`Ctx::runs`) |
 //! | r10 | the code-page table (one byte per page) |
 //! | r11 | the budget left (`Ctx::left`, below 2^31) |
 //! | r8 | guest address of the current access (zero-extended) |
@@ -872,6 +872,8 @@ fn chain(a: &mut Asm, target: u32, mem_size: u32, own: Own, links: &mut Vec<(usi
         dynasm!(a ; .arch x64 ; jmp =>own.inner);
         return;
     }
+    // One more jump between blocks (r9: see `ctx::Ctx::runs`); a loop inside a block is not.
+    dynasm!(a ; .arch x64 ; lea r9, [r9 + 1]);
     if target >= mem_size || target >= 1 << 31 {
         set_exit(a, target, 0);
         dynasm!(a ; .arch x64 ; jmp ->exit);
@@ -906,6 +908,7 @@ fn chain(a: &mut Asm, target: u32, mem_size: u32, own: Own, links: &mut Vec<(usi
 fn chain_indirect(a: &mut Asm) {
     dynasm!(a
         ; .arch x64
+        ; lea r9, [r9 + 1]
         ; mov r8d, 0
         ; crc32 r8d, ecx
         ; rorx r8, r8, 20
@@ -1069,11 +1072,7 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
         ; rorx rcx, r11, 32
     );
     a.push(0x67);
-    dynasm!(a
-        ; .arch x64
-        ; jrcxz =>no_budget
-        ; lea r9, [r9 + 1]
-    );
+    dynasm!(a ; .arch x64 ; jrcxz =>no_budget);
     let mut stops = Vec::new();
     let mut out = Out { sides: Vec::new(), links: Vec::new(), ended: false };
     // Loops back to the block's start whose pass count can be taken before the instruction
