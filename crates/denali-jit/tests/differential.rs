@@ -69,3 +69,26 @@ fn loops_agree_with_the_interpreter_and_are_translated() {
         }
     }
 }
+
+/// Accesses to one address share the `lea` that forms it, but only while r8 still holds it:
+/// a change of the address's register (even by a constant, which merges the two accesses'
+/// checks into one), or SHR's fixup (which keeps its operand in r8), forms it again.
+#[test]
+fn an_address_is_formed_again_after_its_register_or_r8_changes() {
+    #[rustfmt::skip]
+    let code = [
+        0xBB, 0x00, 0x30, 0x00, 0x00, // mov ebx, 0x3000
+        0xBE, 0x55, 0x00, 0x00, 0x00, // mov esi, 0x55
+        0xC7, 0x03, 0x78, 0x56, 0x34, 0x12, // mov dword [ebx], 0x12345678
+        0x8B, 0x03, // mov eax, [ebx]
+        0x83, 0xC3, 0x04, // add ebx, 4
+        0x89, 0x33, // mov [ebx], esi: at 0x3004
+        0x8B, 0x13, // mov edx, [ebx]
+        0xD1, 0xEE, // shr esi, 1 (its flags are live at the block's end: fixed up at once)
+        0x89, 0x13, // mov [ebx], edx: at 0x3004 (SHR's fixup used r8)
+        0xCD, 0xD0, // int 0xd0
+    ];
+    let (run, jit) = same(0x10_0000, &flat(&code), u64::MAX, 1_000);
+    assert_eq!(run.cpu.instructions, 9);
+    assert!(jit.stats().translations > 0, "{:?}", jit.stats());
+}

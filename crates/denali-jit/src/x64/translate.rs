@@ -1089,6 +1089,11 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
         })
         .collect();
     let b = Body { c: &c, start, own, mem_size, eager: &eager, deferred: &deferred, early: &early };
+    // The `lea` whose address r8 holds and the guest registers that address is made of, while
+    // both are known: an access to the same address (a load and a store of one operand, a
+    // check and its access) needs no `lea` of its own. Only the block's start is a jump target
+    // inside a block, and nothing is known there.
+    let mut r8: Option<(Bytes, u8)> = None;
     for (i, cand) in c.iter().enumerate() {
         if early.get(i + 1) == Some(&true) {
             #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, reason = "i < MAX_BLOCK")]
@@ -1097,7 +1102,6 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
         }
         // Where a failed check goes: out of line, after the block's body, so that the checks
         // that pass (all but never) run through dense code.
-        let mut r8_ready = false;
         let mut own_stop = None;
         if matches!(cand.kind, Kind::RepStos(_)) {
             // Its checks are its own (not in the plan): they exit here when they fail.
@@ -1120,15 +1124,17 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
                 islands.reserve(&mut a, |a, islands| emit(a, islands));
                 emit(&mut a, &mut islands);
                 // The checks leave r8 alone.
-                r8_ready = lea == cand.lea;
+                r8 = Some((lea, registers(check.base, check.index)));
             }
         }
+        let r8_ready = matches!(cand.kind, Kind::Generic { mem: Some(_) }) && r8.is_some_and(|(l, _)| l == cand.lea);
         let this = (i, cand, r8_ready, own_stop);
         islands.reserve(&mut a, |a, _| {
             let mut scratch = Out { sides: Vec::new(), links: Vec::new(), ended: false };
             let _ = emit_instruction(a, &b, this, &mut scratch);
         });
         emit_instruction(&mut a, &b, this, &mut out)?;
+        r8 = r8_after(cand, r8);
         if out.ended {
             // Nothing falls through past a block's last exit: the trampolines go there.
             islands.flush(&mut a, false);
@@ -1189,6 +1195,31 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
     debug_assert!(code.is_ok(), "block at {start:#x} does not assemble: {:?}", code.as_ref().err());
     let code = code.ok()?;
     Some(Translation { code, count: n, last_byte, inner, links })
+}
+
+/// The guest registers (bit per register number) of an address.
+fn registers(base: Option<usize>, index: Option<usize>) -> u8 {
+    base.into_iter().chain(index).fold(0, |mask, r| mask | 1 << r)
+}
+
+/// What r8 holds after `cand` ran, given what it held before (see `translate_checked`).
+fn r8_after(cand: &Cand, before: Option<(Bytes, u8)>) -> Option<(Bytes, u8)> {
+    let held = match cand.kind {
+        // SHR's fixup of a register keeps the original operand in r8 (`fix_before`).
+        _ if cand.fix.is_some_and(|f| f.op == FixOp::Shr && f.dst.is_some()) => None,
+        Kind::Generic { mem: Some(_) } => {
+            let a = cand.accesses.iter().next()?;
+            Some((cand.lea, registers(a.base, a.index)))
+        }
+        Kind::Generic { mem: None }
+        | Kind::Nop
+        | Kind::PushReg(_)
+        | Kind::PushImm(_)
+        | Kind::PopReg(_)
+        | Kind::Jcc(..) => before,
+        _ => None,
+    };
+    held.filter(|&(_, regs)| cand.writes & regs == 0)
 }
 
 /// What the emission of a block's instructions produces besides code: side exits (label,
