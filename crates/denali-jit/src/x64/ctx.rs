@@ -86,7 +86,7 @@ pub(crate) struct Ctx {
     /// The status flags the block saved at exit, when `flags_saved` is 1: byte 0 is OF
     /// (`seto`), byte 1 the low byte of EFLAGS (`lahf`) (see [`flags_out`]).
     pub flags_out: u64,
-    /// Blocks whose inner entry found the budget too small (the run then stops).
+    /// 1 when a block's inner entry found the budget too small (the run then stops), else 0.
     pub budget_exits: u64,
     /// Jumps from a block to another block (or, when the lookup misses, to the runtime):
     /// counted on the way out, so that a loop inside a block costs no count per pass.
