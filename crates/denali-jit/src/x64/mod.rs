@@ -276,8 +276,8 @@ impl Jit {
         {
             self.stats.translations += 1;
             self.stats.translated_instructions += u64::from(t.count);
-            if let (Some(map), Some(base)) = (&mut self.perf_map, sharing.base()) {
-                map.record(base + block.offset as u64, &t.code, eip);
+            if let Some(map) = &mut self.perf_map {
+                map.record(block.inner - (block.inner_offset - block.offset) as u64, &t.code, eip);
             }
             return self.take(eip, block, mem);
         }
@@ -342,13 +342,12 @@ impl Jit {
     /// Nothing links to it directly (a jump between the arenas may not reach, and shared code
     /// is never patched): blocks enter it through the chaining table.
     fn take(&mut self, eip: u32, block: shared::Shared, mem: &mut GuestMemory) -> Entry {
-        let base = self.sharing.as_ref().and_then(|s| s.base()).unwrap_or(0);
         let slot = ctx::slot(eip);
         let entry = Entry {
             offset: block.offset,
             count: block.count,
             slot,
-            inner: base + block.inner_offset as u64,
+            inner: block.inner,
             inner_offset: block.inner_offset,
             shared: true,
         };

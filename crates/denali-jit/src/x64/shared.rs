@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     /// Arena offsets of the outer and the inner entry.
     pub offset: usize,
     pub inner_offset: usize,
+    /// Host address of the inner entry (for chaining tables).
+    pub inner: u64,
     /// Guest instructions of the block.
     pub count: u32,
     /// Last guest byte it was translated from.
@@ -80,11 +82,6 @@ impl SharedJit {
         (h / 64, 1 << (h % 64))
     }
 
-    /// Host address of the arena's offset 0 (once a block is published).
-    pub(crate) fn base(&self) -> Option<u64> {
-        self.arena.base()
-    }
-
     /// The block at `eip` translated from the bytes `mem` holds there, for its size.
     pub(crate) fn find(&self, eip: u32, mem: &GuestMemory) -> Option<Shared> {
         let (word, bit) = SharedJit::bit(eip);
@@ -111,7 +108,9 @@ impl SharedJit {
         }
         // Copied and made executable before anyone can find it.
         let offset = self.arena.insert(&t.code)?;
-        let block = Shared { offset, inner_offset: offset + t.inner, count: t.count, last_byte: t.last_byte };
+        let inner_offset = offset + t.inner;
+        let inner = self.arena.base()? + inner_offset as u64;
+        let block = Shared { offset, inner_offset, inner, count: t.count, last_byte: t.last_byte };
         variants.push(Variant { mem_size: mem.size(), bytes: bytes.into(), block });
         let (word, bit) = SharedJit::bit(eip);
         self.present[word].fetch_or(bit, Ordering::Relaxed);
