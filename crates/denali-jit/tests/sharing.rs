@@ -163,3 +163,50 @@ fn vms_on_several_threads_share_translations_and_agree_with_the_interpreter() {
     });
     assert!(group.1.blocks() >= 2);
 }
+
+/// A loop that jumps to F (`add eax, k; jmp back`, at 0x2000): the loop's blocks are the same
+/// for every `k`, F is not.
+fn jump_loop(k: u32) -> impl Fn(&mut GuestMemory) -> Cpu {
+    move |mem: &mut GuestMemory| {
+        mem.write(
+            0x1000,
+            &[
+                0xB9, 0x2C, 0x01, 0x00, 0x00, // 0x1000 mov ecx, 300
+                0xE9, 0xF6, 0x0F, 0x00, 0x00, // 0x1005 L: jmp F
+                0x49, // 0x100A B: dec ecx
+                0x75, 0xF8, // 0x100B jnz L
+                0xCD, 0xD0, // 0x100D terminate
+            ],
+        )
+        .unwrap();
+        let mut f = vec![0x05];
+        f.extend_from_slice(&k.to_le_bytes()); // 0x2000 add eax, k
+        f.extend_from_slice(&[0xE9, 0x00, 0xF0, 0xFF, 0xFF]); // 0x2005 jmp B
+        mem.write(0x2000, &f).unwrap();
+        Cpu::new(0x1000, mem.size())
+    }
+}
+
+/// Once an address holds as many variants as are kept, a VM with yet other bytes there keeps
+/// its translation to itself, and that private block's direct exit into a shared block goes
+/// through the chaining table (a rel32 between the arenas would land anywhere).
+#[test]
+fn a_block_that_cannot_be_shared_stays_private_and_reaches_shared_code_through_the_table() {
+    for slice in [1, 7, u64::MAX] {
+        let group = fleet();
+        for k in 1..=4 {
+            let (exits, _) = agree(&mut vm(&group), MEM, &jump_loop(k), slice);
+            assert!(terminated(&exits, 300 * k), "slice {slice}: {exits:?}");
+        }
+        let published = group.1.blocks();
+        let (exits, fifth) = agree(&mut vm(&group), MEM, &jump_loop(5), slice);
+        assert!(terminated(&exits, 1500), "slice {slice}: {exits:?}");
+        // Its F is its own; the loop's blocks are the fleet's.
+        assert_eq!(group.1.blocks(), published, "slice {slice}");
+        assert!(fifth.translations >= 1, "slice {slice}: {fifth:?}");
+        assert!(fifth.shared_hits >= 1, "slice {slice}: {fifth:?}");
+        if slice > 1 {
+            assert!(fifth.chain_hits > 100, "slice {slice}: {fifth:?}");
+        }
+    }
+}
