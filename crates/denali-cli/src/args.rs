@@ -162,7 +162,8 @@ pub struct FleetArgs {
     pub mem_budget: Option<u64>,
     /// The execution engine; defaults to jit where this host can run it (x86-64 with BMI2), else
     /// interp. A fleet's JIT is tiered: each VM interprets a block until it has run 128 times,
-    /// so code that runs a few times (most of an idle VM's) is never translated.
+    /// so code that runs a few times (most of an idle VM's) is never translated; and its VMs
+    /// share translations (of the same bytes, for the same memory size).
     #[arg(long, value_enum)]
     pub engine: Option<EngineKind>,
     /// Worker threads; defaults to the host's core count.

@@ -16,9 +16,13 @@ fn an_idle_vm_under_the_tiered_jit_costs_at_most_16_kib_beyond_its_guest_pages()
         println!("note: no JIT on this host; nothing to measure");
         return;
     }
+    // What fleets use (`denali_jit::fleet_engines`): the shared translations are the fleet's,
+    // not any VM's, and an idle VM's code never gets hot enough to fill them.
     let code = SharedCode::new();
+    let translations = denali_jit::SharedJit::new();
     let bytes = idle_overhead::idle_vm_overhead("tiered jit", &|| {
-        Box::new(denali_jit::Jit::tiered(Arc::clone(&code)).expect("checked available")) as Box<dyn Engine>
+        let jit = denali_jit::Jit::sharing(Arc::clone(&code), Arc::clone(&translations));
+        Box::new(jit.expect("checked available")) as Box<dyn Engine>
     });
     assert!(bytes <= 16 * 1024, "host overhead {bytes} bytes per idle VM");
 }

@@ -11,16 +11,29 @@
 mod x64;
 
 #[cfg(all(target_arch = "x86_64", unix))]
-pub use x64::{Jit, JitStats, TIER_UP};
+pub use x64::{Jit, JitStats, SharedJit, TIER_UP};
 
-/// The engines of a fleet's VMs: each call makes a tiered JIT ([`Jit::tiered`]) where this
-/// host can run one, else an interpreter; all of them share one cache of decoded blocks (a
-/// block is reused only where a VM's memory holds the same bytes).
+/// The engines of a fleet's VMs: each call makes a tiered JIT ([`Jit::sharing`]) where this
+/// host can run one, else an interpreter; all of them share one cache of decoded blocks and
+/// one of translations (a block is reused only where a VM's memory holds the same bytes).
 pub fn fleet_engines() -> impl Fn() -> Box<dyn denali_engine::Engine> + Send + Sync + 'static {
     let code = denali_engine::SharedCode::new();
-    move || match Jit::tiered(std::sync::Arc::clone(&code)) {
+    let translations = SharedJit::new();
+    move || match Jit::sharing(std::sync::Arc::clone(&code), std::sync::Arc::clone(&translations)) {
         Some(jit) => Box::new(jit),
         None => Box::new(denali_engine::Interpreter::sharing(std::sync::Arc::clone(&code))),
+    }
+}
+
+/// Stand-in on hosts without a backend: holds nothing.
+#[cfg(not(all(target_arch = "x86_64", unix)))]
+pub struct SharedJit;
+
+#[cfg(not(all(target_arch = "x86_64", unix)))]
+impl SharedJit {
+    /// An empty stand-in (no JIT runs on this host).
+    pub fn new() -> std::sync::Arc<SharedJit> {
+        std::sync::Arc::new(SharedJit)
     }
 }
 
@@ -39,6 +52,14 @@ impl Jit {
 
     /// Always `None`: this host has no JIT backend.
     pub fn tiered(_shared: std::sync::Arc<denali_engine::SharedCode>) -> Option<Jit> {
+        None
+    }
+
+    /// Always `None`: this host has no JIT backend.
+    pub fn sharing(
+        _code: std::sync::Arc<denali_engine::SharedCode>,
+        _translations: std::sync::Arc<SharedJit>,
+    ) -> Option<Jit> {
         None
     }
 

@@ -120,3 +120,35 @@ fn code_rewritten_after_the_tier_up_takes_effect_at_once() {
     assert!(stats.translations >= 2, "{stats:?}");
     assert!(stats.invalidations >= 1, "{stats:?}");
 }
+
+/// A store to a translated block's page that the interpreter runs (here after CLD, which is
+/// never translated), followed in the same interpreted run by code on that page: the
+/// interpreter decodes the page anew (marking it again), and the JIT must still drop its
+/// translation of the old bytes (F gives back what it added: 0, not 1800).
+#[test]
+fn code_rewritten_by_interpreted_code_takes_effect_at_once() {
+    let setup = |mem: &mut GuestMemory| {
+        mem.write(
+            0x1000,
+            &[
+                0xB9, 0x2C, 0x01, 0x00, 0x00, // 0x1000 mov ecx, 300
+                0xE8, 0xF6, 0x0F, 0x00, 0x00, // 0x1005 L1: call F
+                0x49, // 0x100A dec ecx
+                0x75, 0xF8, // 0x100B jnz L1
+                0xFC, // 0x100D cld
+                0xC6, 0x05, 0x00, 0x20, 0x00, 0x00, 0x2D, // 0x100E mov byte [F], 0x2D (sub)
+                0xB9, 0x2C, 0x01, 0x00, 0x00, // 0x1015 mov ecx, 300
+                0xE8, 0xE1, 0x0F, 0x00, 0x00, // 0x101A L2: call F
+                0x49, // 0x101F dec ecx
+                0x75, 0xF8, // 0x1020 jnz L2
+                0xCD, 0xD0, // 0x1022 terminate
+            ],
+        )
+        .unwrap();
+        mem.write(0x2000, &[0x05, 0x03, 0x00, 0x00, 0x00, 0xC3]).unwrap(); // F: add eax, 3; ret
+        Cpu::new(0x1000, mem.size())
+    };
+    let (exits, stats) = agree(&setup, 1_000_000);
+    assert!(matches!(exits.last(), Some(Exit::Terminate { status: 0, .. })), "{exits:?}");
+    assert!(stats.invalidations >= 1, "{stats:?}");
+}

@@ -54,7 +54,10 @@ impl Interpreter {
     /// stops before entering one for more than the `tier_up`th time, with EIP at its start:
     /// then the second value is true. For the JIT's tiering: cold code runs here at the
     /// interpreter's full speed, and the JIT takes over a block once it is hot (every later
-    /// entry stops here again, so the JIT runs its translation).
+    /// entry stops here again, so the JIT runs its translation). It also stops (second value
+    /// false) right after an instruction that wrote a page holding cached code: the JIT finds
+    /// written code by the cleared marks of its pages, which this interpreter would set again
+    /// as soon as it decoded that page anew.
     pub fn run_counting(&mut self, cpu: &mut Cpu, memory: &mut GuestMemory, budget: u64, tier_up: u32) -> (Exit, bool) {
         let exit = self.run_with::<true>(cpu, memory, budget, tier_up);
         (exit, std::mem::take(&mut self.stopped_hot))
@@ -108,11 +111,18 @@ impl Interpreter {
                             // The store may have hit this very block: re-decode from the next
                             // instruction.
                             m.eip = op.next;
+                            if COUNT {
+                                return Exit::BudgetExhausted;
+                            }
                             continue 'blocks;
                         }
                     }
                     Ok(Flow::Jump) => {
                         m.left -= 1;
+                        if COUNT && m.mem.code_was_written() {
+                            // A CALL's push.
+                            return Exit::BudgetExhausted;
+                        }
                         continue 'blocks;
                     }
                     Err(trap) => {

@@ -18,10 +18,15 @@
 //! boundary costs 4 to 5.5 us. memmap2 changes whole mappings only, so the changes go through
 //! `rustix::mm::mprotect`, and the mapping is an `MmapRaw`, which hands out no Rust reference
 //! into memory whose protection changes under it.
+//!
+//! [`SharedArena`] is the other kind: one per fleet, entered by many threads, append-only,
+//! never flushed, and its pages change protection once (read+write to read+execute, before
+//! anything in them is published).
 
 use super::ctx::State;
 use memmap2::{MmapMut, MmapRaw};
 use rustix::mm::{MprotectFlags, mprotect};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// A jump to rewrite: the arena offset of a `jmp rel32`'s displacement field and its new value.
 pub(crate) type Patch = (usize, i32);
@@ -134,17 +139,10 @@ impl Arena {
     /// whether it could.
     fn protect(&self, from: usize, to: usize, flags: MprotectFlags) -> bool {
         let Some(map) = &self.map else { return false };
-        debug_assert!(from.is_multiple_of(PAGE) && to.is_multiple_of(PAGE));
-        if from >= to || to > map.len() {
-            return from == to;
-        }
-        // SAFETY: the range lies inside the mapping `map` owns (checked above), which stays
-        // mapped while `self.map` holds it, and `map.as_mut_ptr()` has provenance over all of
-        // it. Changing its protection breaks no Rust reference: `MmapRaw` hands out none, the
-        // arena writes only in `write`, to pages it made writable, and generated code runs
+        // The arena writes only in `write`, to pages it made writable, and generated code runs
         // (`call`, which borrows `self`) only when every page holding code is read+execute
         // (`write` restores that or drops the mapping).
-        unsafe { mprotect(map.as_mut_ptr().add(from).cast(), to - from, flags) }.is_ok()
+        protect(map, from, to, flags)
     }
 
     /// Host address of offset 0 (stable until the arena is dropped), once mapped.
@@ -167,33 +165,136 @@ impl Arena {
     /// `offset` must come from `insert` since the last `flush`, `state.ctx` must describe live
     /// guest memory (`mem_base`, `limit`, `code_pages` from the `GuestMemory` being run, which
     /// the caller borrows mutably for the duration), and `state.table` may hold only inner
-    /// entries of blocks inserted since the last flush.
+    /// entries of blocks inserted since the last flush and of published blocks of a
+    /// [`SharedArena`] the caller keeps alive.
     pub fn call(&self, offset: usize, state: &mut State) {
         let Some(map) = &self.map else { return };
         debug_assert!(offset < self.used && self.used <= self.exec_end);
         // SAFETY: `offset` is the start of a block that `translate` produced and `insert`
         // copied into this mapping since the last flush (the caller's contract), and every page
         // holding code inserted since then is read+execute (`write` makes them so or drops the
-        // mapping); each block is a complete `extern "sysv64" fn(*mut State)` that saves and
-        // restores the callee-saved registers it uses, leaves DF clear, and touches no memory
-        // other than `*state`, the guest memory range `mem_base .. mem_base + 2^32 - limit`
-        // (every access is bounds-checked inline) and the code-page table (read only). It
-        // jumps only within itself, to inner entries found in `state.table` and to those its
-        // patched `jmp rel32`s name (both only ever name live blocks: the caller's contract).
-        unsafe {
-            let entry: extern "sysv64" fn(*mut State) = std::mem::transmute(map.as_ptr().add(offset));
-            entry(state);
-        }
+        // mapping); the rest is `enter`'s contract, which the caller's keeps. Its patched
+        // `jmp rel32`s name only live blocks of this arena (the runtime unlinks dropped ones).
+        unsafe { enter(map, offset, state) }
     }
 }
 
-/// Copies `bytes` to offset `at` of `map`, whose pages there the caller made writable.
+/// Enters the block at `offset` of `map` with `state` in rdi.
+///
+/// # Safety
+///
+/// `offset` must be the outer entry of a block `translate` produced, copied whole into `map`,
+/// whose pages are read+execute and stay so, unchanged, until this returns; every block it can
+/// reach (its patched `jmp rel32`s and the inner entries in `state.table`) likewise. Each block
+/// is a complete `extern "sysv64" fn(*mut State)` that saves and restores the callee-saved
+/// registers it uses, leaves DF clear, and touches no memory other than `*state`, the guest
+/// memory range `mem_base .. mem_base + 2^32 - limit` (every access is bounds-checked inline)
+/// and the code-page table (read only), which `state.ctx` must describe for a `GuestMemory`
+/// the caller borrows mutably for the duration.
+unsafe fn enter(map: &MmapRaw, offset: usize, state: &mut State) {
+    debug_assert!(offset < map.len());
+    // SAFETY: the caller's contract: `offset` holds such a function, executable.
+    unsafe {
+        let entry: extern "sysv64" fn(*mut State) = std::mem::transmute(map.as_ptr().add(offset));
+        entry(state);
+    }
+}
+
+/// Sets the protection of the pages `from .. to` of `map` (page-aligned offsets); whether it
+/// could. The caller makes sure no generated code runs from a page it makes writable.
+fn protect(map: &MmapRaw, from: usize, to: usize, flags: MprotectFlags) -> bool {
+    debug_assert!(from.is_multiple_of(PAGE) && to.is_multiple_of(PAGE));
+    if from >= to || to > map.len() {
+        return from == to;
+    }
+    // SAFETY: the range lies inside the mapping `map` (checked above), which stays mapped
+    // while the caller borrows it, and `map.as_mut_ptr()` has provenance over all of it.
+    // Changing its protection breaks no Rust reference: `MmapRaw` hands out none; whether code
+    // may run from those pages is the caller's duty (above).
+    unsafe { mprotect(map.as_mut_ptr().add(from).cast(), to - from, flags) }.is_ok()
+}
+
+/// Bytes of host code a fleet's [`SharedArena`] may hold: address space only, a page costs
+/// memory once written. Each block takes at least a page (below), so this is 8,192 blocks.
+pub(crate) const SHARED_ARENA_SIZE: usize = 32 << 20;
+
+/// The code arena of a fleet's shared translations (`SharedJit`), entered by many threads at
+/// once. Append-only and never flushed: code, once published, stays where it is, unchanged and
+/// read+execute, as long as the arena lives (the `Arc` of every JIT that may run it).
+///
+/// Strict W^X without ever re-protecting a page that holds code: every insert starts on a page
+/// of its own (above all earlier code), writes the block while its pages are read+write and no
+/// one knows their offset, then makes them read+execute, and only then returns the offset the
+/// caller publishes. A page is thus read+write until it first holds code and read+execute from
+/// then on. The waste (the rest of each block's last page) is fine: a fleet's hot blocks are few.
+#[derive(Default)]
+pub(crate) struct SharedArena {
+    /// Mapped read+write at the first insert (`None` inside: the mapping failed).
+    map: OnceLock<Option<MmapRaw>>,
+    /// Where the next block goes (page-aligned; every page below holds published code or was
+    /// given up). Its lock makes inserts one at a time.
+    used: Mutex<usize>,
+}
+
+impl SharedArena {
+    /// Copies `code` to a fresh page-aligned offset, makes its pages read+execute and returns
+    /// the offset; `None` when it does not fit, or the mapping or protection change failed
+    /// (then no later insert is tried: those pages are never written again).
+    pub fn insert(&self, code: &[u8]) -> Option<usize> {
+        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = *used;
+        let end = (at + code.len()).next_multiple_of(PAGE);
+        if code.is_empty() || end > SHARED_ARENA_SIZE {
+            return None;
+        }
+        let map = self.map.get_or_init(|| MmapMut::map_anon(SHARED_ARENA_SIZE).ok().map(MmapRaw::from)).as_ref();
+        let Some(map) = map else {
+            *used = SHARED_ARENA_SIZE;
+            return None;
+        };
+        // Pages `at .. end` never held code (every earlier insert ended at or below `at`), so
+        // they are still read+write as mapped, and no offset in them was ever handed out.
+        copy_in(map, at, code);
+        if !protect(map, at, end, EXECUTABLE) {
+            // Some pages may have changed: never write or publish any of them.
+            *used = SHARED_ARENA_SIZE;
+            return None;
+        }
+        *used = end;
+        Some(at)
+    }
+
+    /// Host address of offset 0, once mapped (stable while the arena lives).
+    pub fn base(&self) -> Option<u64> {
+        self.map.get().and_then(Option::as_ref).map(|m| m.as_ptr() as u64)
+    }
+
+    /// Runs the block at `offset` on `state`, possibly while other threads run code of this
+    /// arena and insert into it.
+    ///
+    /// `offset` must come from `insert` (a published block); `state` as for [`Arena::call`].
+    pub fn call(&self, offset: usize, state: &mut State) {
+        let Some(Some(map)) = self.map.get() else { return };
+        // SAFETY: `offset` is the outer entry of a block `insert` copied whole and made
+        // read+execute before returning it (the caller's contract); `insert` never writes or
+        // re-protects a page below its frontier, and the arena is never flushed or unmapped
+        // while `self` lives, so it stays so for the call however other threads insert. The
+        // shared blocks' direct `jmp rel32`s are never patched (they fall through to the
+        // table lookup); the table holds only live blocks (the caller's contract).
+        unsafe { enter(map, offset, state) }
+    }
+}
+
+/// Copies `bytes` to offset `at` of `map`, whose pages there the caller made writable and no
+/// code runs from.
 fn copy_in(map: &MmapRaw, at: usize, bytes: &[u8]) {
     assert!(at + bytes.len() <= map.len());
     // SAFETY: the destination lies inside the mapping (asserted), on pages `Arena::write`
-    // made (or left) read+write before calling this; nothing else refers to those bytes
-    // (`MmapRaw` hands out no reference, and no generated code runs during `write`), and
-    // `bytes` is ordinary memory, not the mapping, so the two do not overlap.
+    // made (or left) read+write before calling this, or that `SharedArena::insert` has not
+    // published yet; nothing else refers to those bytes (`MmapRaw` hands out no reference; no
+    // generated code of an `Arena` runs during `write`, and no thread can reach unpublished
+    // pages of a `SharedArena`), and `bytes` is ordinary memory, not the mapping, so the two
+    // do not overlap.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), map.as_mut_ptr().add(at), bytes.len()) };
 }
 
@@ -255,12 +356,62 @@ mod tests {
         assert!(all(&p, 0, PAGE, "r-x") && all(&p, PAGE, ARENA_SIZE, "rw-"), "{p:?}");
     }
 
+    /// The protections of the shared arena's pages: (offset, end, perms).
+    fn shared_protections(arena: &SharedArena) -> Vec<(usize, usize, String)> {
+        let base = usize::try_from(arena.base().unwrap()).unwrap();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let mut out = Vec::new();
+        for line in maps.lines() {
+            let mut fields = line.split_whitespace();
+            let (range, perms) = (fields.next().unwrap(), fields.next().unwrap());
+            let (from, to) = range.split_once('-').unwrap();
+            let from = usize::from_str_radix(from, 16).unwrap();
+            let to = usize::from_str_radix(to, 16).unwrap();
+            if from < base + SHARED_ARENA_SIZE && to > base {
+                out.push((from.max(base) - base, to.min(base + SHARED_ARENA_SIZE) - base, perms[..3].to_string()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn shared_code_pages_are_executable_from_before_publication_and_the_rest_writable_never_both() {
+        let arena = SharedArena::default();
+        assert!(arena.base().is_none(), "mapped before the first insert");
+        let mut offsets = Vec::new();
+        for len in [3000, 100, 5000, 1] {
+            let at = arena.insert(&vec![0xC3; len]).unwrap();
+            // Each block starts on a page of its own, above every earlier block's pages.
+            assert!(at.is_multiple_of(PAGE), "{at}");
+            assert!(offsets.last().is_none_or(|&(o, l): &(usize, usize)| at >= (o + l).next_multiple_of(PAGE)));
+            // Published: its pages are already read+execute.
+            let p = shared_protections(&arena);
+            assert!(all(&p, at, (at + len).next_multiple_of(PAGE), "r-x"), "{p:?}");
+            offsets.push((at, len));
+        }
+        let end = {
+            let (at, len) = offsets[offsets.len() - 1];
+            (at + len).next_multiple_of(PAGE)
+        };
+        let p = shared_protections(&arena);
+        assert!(p.iter().all(|(_, _, q)| q == "r-x" || q == "rw-"), "{p:?}");
+        assert!(all(&p, 0, end, "r-x"), "{p:?}");
+        assert!(all(&p, end, SHARED_ARENA_SIZE, "rw-"), "{p:?}");
+        let base = arena.base().unwrap();
+        for (at, len) in offsets {
+            assert_eq!((read_byte(base, at), read_byte(base, at + len - 1)), (0xC3, 0xC3));
+        }
+        // A block that does not fit is refused, and the arena goes on.
+        assert!(arena.insert(&vec![0xC3; SHARED_ARENA_SIZE]).is_none());
+        assert!(arena.insert(&[0xC3]).is_some());
+    }
+
     fn read_byte(base: u64, offset: usize) -> u8 {
-        assert!(offset < ARENA_SIZE);
+        assert!(offset < SHARED_ARENA_SIZE);
         let address = usize::try_from(base).unwrap() + offset;
-        // SAFETY: the arena's mapping is readable at every offset below ARENA_SIZE (read+write
-        // or read+execute) and stays mapped while the test holds the arena; no reference to
-        // it exists.
+        // SAFETY: the arena's mapping is readable at every offset below its size (read+write
+        // or read+execute; callers pass offsets inside it) and stays mapped while the test
+        // holds the arena; no reference to it exists.
         unsafe { std::ptr::with_exposed_provenance::<u8>(address).read_volatile() }
     }
 }

@@ -4,7 +4,10 @@ mod arena;
 mod checks;
 mod ctx;
 mod perf_map;
+mod shared;
 mod translate;
+
+pub use shared::SharedJit;
 
 use arena::Arena;
 use ctx::State;
@@ -38,13 +41,18 @@ struct Entry {
     inner: u64,
     /// Arena offset of the inner entry.
     inner_offset: usize,
+    /// In the fleet's shared arena (`Jit::sharing`), not this JIT's own.
+    shared: bool,
 }
 
 /// Cache counters, for benchmarks and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct JitStats {
-    /// Blocks translated.
+    /// Blocks this JIT translated (into its own arena or, shared, into its fleet's).
     pub translations: u64,
+    /// Blocks taken from the fleet's shared translations, translated by another VM (or by
+    /// this one before it dropped them).
+    pub shared_hits: u64,
     /// Guest instructions in the translated blocks.
     pub translated_instructions: u64,
     /// Nanoseconds spent translating (decode, validate, assemble, install).
@@ -74,6 +82,8 @@ pub struct Jit {
     /// How often the interpreter runs a block before it is translated; 0 translates at once.
     tier_up: u32,
     arena: Arena,
+    /// The fleet's shared translations, when this JIT takes and gives blocks there.
+    sharing: Option<Arc<SharedJit>>,
     blocks: AddrMap<Entry>,
     /// Block start addresses by the guest pages their bytes lie on.
     by_page: AddrMap<Vec<u32>>,
@@ -106,7 +116,9 @@ pub struct Jit {
 }
 
 /// `Jit::last` when it holds nothing.
-const NO_LAST: (u32, Entry) = (u32::MAX, Entry { offset: 0, count: 0, slot: 0, inner: 0, inner_offset: 0 });
+const NO_LAST: (u32, Entry) = (u32::MAX, NO_ENTRY);
+/// An entry that runs the interpreter for one instruction.
+const NO_ENTRY: Entry = Entry { offset: 0, count: 0, slot: 0, inner: 0, inner_offset: 0, shared: false };
 
 impl Jit {
     /// Whether this host has the CPU features the generated code needs (BMI2 for the
@@ -118,17 +130,25 @@ impl Jit {
     /// A JIT that translates every block the first time it runs, or `None` when this host
     /// lacks a CPU feature the generated code needs.
     pub fn new() -> Option<Jit> {
-        Jit::with(Interpreter::new(), 0)
+        Jit::with(Interpreter::new(), 0, None)
     }
 
     /// A JIT that interprets each block until it has run [`TIER_UP`] times, with an
     /// interpreter that shares decoded blocks through `shared`: for the many VMs of a fleet,
     /// most of whose code runs a few times. `None` as for [`Jit::new`].
     pub fn tiered(shared: Arc<SharedCode>) -> Option<Jit> {
-        Jit::with(Interpreter::sharing(shared), TIER_UP)
+        Jit::with(Interpreter::sharing(shared), TIER_UP, None)
     }
 
-    fn with(interp: Interpreter, tier_up: u32) -> Option<Jit> {
+    /// A tiered JIT (as [`Jit::tiered`]) that also shares its translations with the other
+    /// JITs of `translations`: it runs a block another one translated, from the first time
+    /// its runtime looks for it, wherever its own memory holds the same bytes, and translates
+    /// hot blocks into `translations` for the others. What fleets use.
+    pub fn sharing(code: Arc<SharedCode>, translations: Arc<SharedJit>) -> Option<Jit> {
+        Jit::with(Interpreter::sharing(code), TIER_UP, Some(translations))
+    }
+
+    fn with(interp: Interpreter, tier_up: u32, sharing: Option<Arc<SharedJit>>) -> Option<Jit> {
         if !Jit::available() {
             return None;
         }
@@ -136,6 +156,7 @@ impl Jit {
             interp,
             tier_up,
             arena: Arena::default(),
+            sharing,
             blocks: AddrMap::default(),
             by_page: AddrMap::default(),
             seen: 0,
@@ -249,7 +270,18 @@ impl Jit {
     /// Translates and installs the block at `eip` (or records that the interpreter runs it).
     fn translate(&mut self, eip: u32, mem: &mut GuestMemory) -> Entry {
         let t = translate::translate(eip, mem);
-        let mut entry = Entry { offset: 0, count: 0, slot: 0, inner: 0, inner_offset: 0 };
+        let mut entry = NO_ENTRY;
+        if t.count > 0
+            && let Some(sharing) = &self.sharing
+            && let Some(block) = sharing.publish(eip, mem, &t)
+        {
+            self.stats.translations += 1;
+            self.stats.translated_instructions += u64::from(t.count);
+            if let Some(map) = &mut self.perf_map {
+                map.record(block.inner - (block.inner_offset - block.offset) as u64, &t.code, eip);
+            }
+            return self.take(eip, block, mem);
+        }
         if t.count > 0 {
             if self.arena.next_offset(t.code.len()).is_none() {
                 self.flush();
@@ -265,7 +297,14 @@ impl Jit {
             if let (Some(offset), Some(base)) = (offset, self.arena.base()) {
                 let slot = ctx::slot(eip);
                 let inner_offset = offset + t.inner;
-                entry = Entry { offset, count: t.count, slot, inner: base + inner_offset as u64, inner_offset };
+                entry = Entry {
+                    offset,
+                    count: t.count,
+                    slot,
+                    inner: base + inner_offset as u64,
+                    inner_offset,
+                    shared: false,
+                };
                 self.stats.translations += 1;
                 self.stats.translated_instructions += u64::from(t.count);
                 let state = self.state();
@@ -289,6 +328,44 @@ impl Jit {
         entry
     }
 
+    /// The block the fleet shares at `eip` for this VM's bytes there, taken as its own.
+    fn adopt(&mut self, eip: u32, mem: &mut GuestMemory) -> Option<Entry> {
+        let block = self.sharing.as_ref()?.find(eip, mem)?;
+        if self.blocks.len() >= MAX_ENTRIES {
+            self.flush();
+        }
+        self.stats.shared_hits += 1;
+        Some(self.take(eip, block, mem))
+    }
+
+    /// Installs the shared `block` at `eip` (whose bytes equal `mem`'s there) in this JIT's
+    /// cache and chaining table, like a block it translated: a store to its pages drops it.
+    /// Nothing links to it directly (a jump between the arenas may not reach, and shared code
+    /// is never patched): blocks enter it through the chaining table.
+    fn take(&mut self, eip: u32, block: shared::Shared, mem: &mut GuestMemory) -> Entry {
+        let slot = ctx::slot(eip);
+        let entry = Entry {
+            offset: block.offset,
+            count: block.count,
+            slot,
+            inner: block.inner,
+            inner_offset: block.inner_offset,
+            shared: true,
+        };
+        let state = self.state();
+        state.table[2 * slot] = ctx::tag(eip);
+        state.table[2 * slot + 1] = entry.inner;
+        for page in (eip >> PAGE_SHIFT)..=(block.last_byte >> PAGE_SHIFT) {
+            if u64::from(page) << PAGE_SHIFT < u64::from(mem.size()) {
+                mem.mark_code_page(page);
+                self.by_page.entry(page).or_default().push(eip);
+            }
+        }
+        self.blocks.insert(eip, entry);
+        self.last = (eip, entry);
+        entry
+    }
+
     /// Records the direct exits of `t` (to be inserted at arena offset `at`) and returns the
     /// patches that link them to blocks already translated, and link the exits already
     /// waiting for `eip` to it.
@@ -297,7 +374,8 @@ impl Jit {
         for &(field, target) in &t.links {
             let field = at + field;
             self.incoming.entry(target).or_default().push(field);
-            if let Some(e) = self.blocks.get(&target).filter(|e| e.count > 0) {
+            // Only to this arena's blocks: shared ones are entered through the table.
+            if let Some(e) = self.blocks.get(&target).filter(|e| e.count > 0 && !e.shared) {
                 patches.push((field, rel32(field, e.inner_offset)));
             }
         }
@@ -330,7 +408,10 @@ impl Jit {
         ctx.code_pages = mem.code_page_table() as u64;
         ctx.one = 1;
         ctx.df = (cpu.eflags >> 10) & 1;
-        self.arena.call(entry.offset, state);
+        match &self.sharing {
+            Some(sharing) if entry.shared => sharing.call(entry.offset, state),
+            _ => self.arena.call(entry.offset, state),
+        }
         let ctx = &state.ctx;
         // Every exit but a budget exit and a stop is a lookup that missed (or a jump out of
         // memory, which the runtime does not look up).
@@ -408,7 +489,9 @@ impl Engine for Jit {
             self.sync(mem);
             if cpu.eip < mem.size() {
                 let eip = cpu.eip;
-                let entry = match self.cached(eip) {
+                // Not cached: translated by another VM of the fleet, for these bytes, is taken
+                // at once.
+                let entry = match self.cached(eip).or_else(|| self.adopt(eip, mem)) {
                     Some(entry) => Some(entry),
                     // Not translated yet: a tiered JIT lets the interpreter run it below.
                     None if self.tier_up > 0 && !hot => None,
