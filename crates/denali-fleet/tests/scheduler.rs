@@ -67,8 +67,12 @@ fn napper(times: u32) -> Arc<Image> {
 fn vms_waking_from_idle_do_not_overtake_booted_vms_waiting_for_their_first_quantum() {
     // One worker boots 256 VMs, runs one quantum, boots the next 256, and so on. The first VM
     // wakes long before the storm ends; had it gone ahead of the booted VMs that never ran, it
-    // would finish its four quanta (and leave) before the last VMs boot.
-    let config = FleetConfig { threads: 1, ..FleetConfig::new() };
+    // would finish its four quanta (and leave) before the last VMs boot. A quantum of three
+    // instructions runs from one idle to the next (the idle retires when it ends): with a
+    // longer one, a worker preempted by the host for a microsecond inside a quantum let the
+    // first VM's idles expire there and run all its code in its first quantum (1 run in 25 on a
+    // loaded 2-core host).
+    let config = FleetConfig { threads: 1, quantum: 3, ..FleetConfig::new() };
     let count = 1500;
     let report = Fleet::new(config).run(&specs(&napper(3), count));
     assert_eq!(report.completed, count as u64);
