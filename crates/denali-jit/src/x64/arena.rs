@@ -167,7 +167,9 @@ impl Arena {
     /// `offset` must come from `insert` since the last `flush`, `state.ctx` must describe live
     /// guest memory (`mem_base`, `limit`, `code_pages` from the `GuestMemory` being run, which
     /// the caller borrows mutably for the duration), and `state.table` may hold only inner
-    /// entries of blocks inserted since the last flush.
+    /// entries of blocks inserted since the last flush. Blocks translated for guard-region
+    /// mode may run only on a guarded memory, with the fault handler installed and the
+    /// arena's fault sites entered (`fault::enter`) for the duration.
     pub fn call(&self, offset: usize, state: &mut State) {
         let Some(map) = &self.map else { return };
         debug_assert!(offset < self.used && self.used <= self.exec_end);
@@ -177,7 +179,11 @@ impl Arena {
         // mapping); each block is a complete `extern "sysv64" fn(*mut State)` that saves and
         // restores the callee-saved registers it uses, leaves DF clear, and touches no memory
         // other than `*state`, the guest memory range `mem_base .. mem_base + 2^32 - limit`
-        // (every access is bounds-checked inline) and the code-page table (read only). It
+        // (in the checked mode every access is bounds-checked inline; in guard-region mode an
+        // access may also address the rest of the memory's reservation, `mem_base - 4 ..
+        // mem_base + 2^32 + 3`, all `PROT_NONE`, where it faults and the handler resumes it at
+        // an exit of the block: the caller's contract) and the code-page table (read only;
+        // 2^20 bytes in guard-region mode, which a 20-bit page number cannot pass). It
         // jumps only within itself, to inner entries found in `state.table` and to those its
         // patched `jmp rel32`s name (both only ever name live blocks: the caller's contract).
         unsafe {
