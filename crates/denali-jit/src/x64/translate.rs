@@ -528,7 +528,9 @@ fn classify_inner(ins: &Instruction) -> Option<(Kind, Bytes, Bytes)> {
                     if !(1..=4).contains(&size) {
                         return None;
                     }
-                    let writes = i == 0 && !matches!(m, Mnemonic::Cmp | Mnemonic::Test);
+                    // One-operand MUL and IMUL only read their memory operand.
+                    let writes =
+                        i == 0 && !matches!(m, Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Mul | Mnemonic::Imul);
                     mem = Some((size, writes));
                     host.set_memory_base(Register::RBP);
                     host.set_memory_index(Register::R8);
