@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use denali_abi::boot::{MAX_MEM_SIZE, MIN_MEM_SIZE, PAGE_SIZE};
+use denali_engine::{GuestMemory, MemoryError};
 use denali_kernel::size::format_size;
 
 const EXIT_CODES: &str = "\
@@ -250,6 +251,33 @@ pub enum EngineKind {
     Jit,
 }
 
+/// How the JIT keeps a guest inside its memory (`--memory`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum MemoryKind {
+    /// A reservation of the whole 32-bit address space plus guard pages (Linux x86-64): the
+    /// JIT checks no bounds inline, an access outside memory faults in the host and becomes
+    /// the guest's exception. Falls back to checked where the host cannot reserve it.
+    #[default]
+    Guarded,
+    /// Memory of the guest's own size; the JIT checks every access inline.
+    Checked,
+}
+
+impl MemoryKind {
+    /// Guest memory of `size` bytes for `engine`: guarded for the JIT when asked and the host
+    /// allows (else checked, with no error), checked for the interpreter (it checks every
+    /// access itself and gains nothing from the reservation).
+    pub fn new_memory(self, engine: EngineKind, size: u32) -> Result<GuestMemory, MemoryError> {
+        if self == MemoryKind::Guarded
+            && engine == EngineKind::Jit
+            && let Ok(memory) = GuestMemory::guarded(u64::from(size))
+        {
+            return Ok(memory);
+        }
+        GuestMemory::new(u64::from(size))
+    }
+}
+
 impl EngineKind {
     /// The engine `run`, `conformance` and `fleet` use unless told: the JIT where this host can
     /// run it.
@@ -270,6 +298,11 @@ pub struct RunArgs {
     /// interp.
     #[arg(long, value_enum, default_value_t = EngineKind::host_default())]
     pub engine: EngineKind,
+    /// How the JIT isolates guest memory: guarded (a 4 GiB reservation with guard pages, no
+    /// inline bounds checks; falls back to checked where the host refuses it) or checked
+    /// (every access checked inline). The interpreter always checks.
+    #[arg(long, value_enum, default_value_t = MemoryKind::Guarded)]
+    pub memory: MemoryKind,
     /// Stop once this many instructions have retired (exit status 124).
     #[arg(long, value_name = "N")]
     pub max_instructions: Option<u64>,
@@ -323,6 +356,10 @@ pub struct ConformanceArgs {
     /// The execution engine under test; defaults to jit where this host can run it, else interp.
     #[arg(long, value_enum, default_value_t = EngineKind::host_default())]
     pub engine: EngineKind,
+    /// The JIT's memory isolation under test (as for `run`): each case runs in a guarded or a
+    /// checked memory.
+    #[arg(long, value_enum, default_value_t = MemoryKind::Guarded)]
+    pub memory: MemoryKind,
     /// Run only the forms whose name contains FORM (case-insensitive), e.g. `Add_` or `shl`.
     #[arg(long, value_name = "FORM")]
     pub filter: Option<String>,
@@ -356,6 +393,9 @@ pub struct BenchArgs {
     /// Runs per party and kernel; the best time counts.
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = parse_repeat)]
     pub repeat: u32,
+    /// The JIT's memory isolation (as for `run`): guarded or checked.
+    #[arg(long, value_enum, default_value_t = MemoryKind::Guarded)]
+    pub memory: MemoryKind,
 }
 
 /// Parses `--repeat`: a count of at least 1.

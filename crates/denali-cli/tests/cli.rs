@@ -295,3 +295,20 @@ fn every_example_prints_its_expected_output() {
         }
     }
 }
+
+/// The JIT's two memory modes (`--memory guarded`, where an access outside memory faults in
+/// the host, and `--memory checked`) report a fault exactly as the interpreter does.
+#[test]
+fn a_fault_is_the_same_under_every_engine_and_memory_mode() {
+    let dir = temp_dir("dump-fault-modes");
+    let (want_output, want) = dump(&dir, LOAD_FAULT, &["--engine", "interp"]);
+    for memory in ["guarded", "checked"] {
+        let (output, state) = dump(&dir, LOAD_FAULT, &["--engine", "jit", "--memory", memory]);
+        if stderr(&output).contains("needs an x86-64 host") {
+            return;
+        }
+        assert_eq!(state, want, "--memory {memory}");
+        assert_eq!(stderr(&output), stderr(&want_output), "--memory {memory}");
+        assert_eq!(output.status.code(), Some(125));
+    }
+}

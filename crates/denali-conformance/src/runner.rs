@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::Path;
 
-use denali_engine::{Cpu, Engine, ExceptionKind, Exit, GuestMemory, reg};
+use denali_engine::{Cpu, Engine, ExceptionKind, Exit, GuestMemory, MemoryError, reg};
 use denali_isa::{disasm, spec, validate};
 
 use crate::case::{MEMORY_SIZE, Region, State, Stop, Vector};
@@ -108,13 +108,21 @@ pub struct Mismatch {
 
 /// Runs one case on `engine` and compares the result with the vector's expected result.
 pub fn run_vector(engine: &mut dyn Engine, vector: &Vector) -> Result<(), Mismatch> {
-    let differences = differences(engine, vector);
+    run_vector_in(engine, vector, &GuestMemory::new)
+}
+
+/// Makes a case's memory of the given size: [`GuestMemory::new`] or [`GuestMemory::guarded`].
+pub type NewMemory = dyn Fn(u64) -> Result<GuestMemory, MemoryError>;
+
+/// [`run_vector`] on a memory `memory` makes (a guarded one, for the JIT's guard-region mode).
+pub fn run_vector_in(engine: &mut dyn Engine, vector: &Vector, memory: &NewMemory) -> Result<(), Mismatch> {
+    let differences = differences(engine, vector, memory);
     if differences.is_empty() { Ok(()) } else { Err(Mismatch { vector: Box::new(vector.clone()), differences }) }
 }
 
-fn differences(engine: &mut dyn Engine, vector: &Vector) -> Vec<Difference> {
+fn differences(engine: &mut dyn Engine, vector: &Vector, memory: &NewMemory) -> Vec<Difference> {
     let (case, expected) = (&vector.case, &vector.expected);
-    let mut mem = match GuestMemory::new(u64::from(MEMORY_SIZE)) {
+    let mut mem = match memory(u64::from(MEMORY_SIZE)) {
         Ok(mem) => mem,
         Err(error) => return vec![Difference::Setup(format!("cannot create guest memory: {error}"))],
     };
@@ -460,6 +468,17 @@ pub fn run_suite(
     filter: Option<&str>,
     sample: Option<usize>,
 ) -> Result<Report, VectorError> {
+    run_suite_in(engine_factory, dir, filter, sample, &GuestMemory::new)
+}
+
+/// [`run_suite`] with each case's memory made by `memory`.
+pub fn run_suite_in(
+    engine_factory: &dyn Fn() -> Box<dyn Engine>,
+    dir: &Path,
+    filter: Option<&str>,
+    sample: Option<usize>,
+    memory: &NewMemory,
+) -> Result<Report, VectorError> {
     let files = vector::list_forms(dir)?;
     let manifest = vector::read_manifest(dir)?;
     let mut forms: BTreeSet<String> = files.iter().cloned().collect();
@@ -503,7 +522,7 @@ pub fn run_suite(
         for index in sample_indices(vectors.len(), sample) {
             result.cases += 1;
             let mut engine = engine_factory();
-            if let Err(mismatch) = run_vector(engine.as_mut(), &vectors[index]) {
+            if let Err(mismatch) = run_vector_in(engine.as_mut(), &vectors[index], memory) {
                 result.failures += 1;
                 if result.first_failure.is_none() {
                     result.first_failure = Some(CaseFailure { case: index + 1, mismatch });

@@ -13,6 +13,8 @@
 
 mod cpu;
 mod exit;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod guarded;
 pub mod interp;
 mod memory;
 pub mod residency;
@@ -22,5 +24,5 @@ mod template;
 pub use cpu::{Cpu, flag, reg};
 pub use exit::{Engine, Exception, ExceptionKind, Exit};
 pub use interp::{Interpreter, SharedCode};
-pub use memory::{GuestMemory, MemoryError, OutOfBounds};
+pub use memory::{GUARD_SIZE, GuestMemory, MemoryError, OutOfBounds};
 pub use template::MemoryTemplate;

@@ -33,6 +33,13 @@ pub struct OutOfBounds(pub u32);
 const CODE: u8 = 1;
 /// Bit of a `code_pages` byte: the next page holds cached code.
 const NEXT_CODE: u8 = 2;
+/// Bytes of the code-page table of a guarded memory: one per page of the 32-bit space, since
+/// the JIT's guard-region mode looks up a store's page before (without) any bounds check.
+const GUARDED_TABLE: usize = 1 << 20;
+/// Inaccessible bytes below guest address 0 and above 2^32 in a guarded memory: more than the
+/// 4 bytes below (`[base + ESP - 4]` with ESP < 4) and the 3 above (a 4-byte access at
+/// 2^32 - 1) that translated code can reach.
+pub const GUARD_SIZE: usize = 64 << 10;
 
 /// A memory's bytes, and what owns them. The address is taken once so that the accessors
 /// do not ask the owner on every access (the interpreter's loads and stores go through here).
@@ -44,14 +51,28 @@ struct Backing {
 
 /// Held only to keep the bytes mapped (and, for a slot, to give it back at the end).
 enum Owner {
-    Own { _map: MmapMut },
-    Template { _slot: Slot },
+    Own {
+        _map: MmapMut,
+    },
+    Template {
+        _slot: Slot,
+    },
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    Guarded {
+        _reservation: crate::guarded::Reservation,
+    },
 }
 
 impl Backing {
     fn own(mut map: MmapMut) -> Backing {
         let (len, base) = (map.len(), NonNull::from(&mut map[..]).cast());
         Backing { base, len, _owner: Owner::Own { _map: map } }
+    }
+
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn guarded(reservation: crate::guarded::Reservation) -> Backing {
+        let (len, base) = (reservation.len(), reservation.base());
+        Backing { base, len, _owner: Owner::Guarded { _reservation: reservation } }
     }
 
     fn template(mut slot: Slot) -> Backing {
@@ -102,6 +123,48 @@ pub struct GuestMemory {
 impl GuestMemory {
     /// Maps `size` bytes of zeroed memory. The host commits pages only when they are touched.
     pub fn new(size: u64) -> Result<GuestMemory, MemoryError> {
+        GuestMemory::check_size(size)?;
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "size <= MAX_MEM_SIZE fits in usize on every supported host"
+        )]
+        let len = size as usize;
+        let map = MmapOptions::new().len(len).map_anon().map_err(|source| MemoryError::Map { size, source })?;
+        Ok(GuestMemory::with(Backing::own(map)))
+    }
+
+    /// Like [`GuestMemory::new`], but the `size` bytes lie at the start of a reservation of
+    /// the whole 32-bit guest address space with [`GUARD_SIZE`] bytes more below and above, all
+    /// inaccessible (`PROT_NONE`, no memory committed) but the guest's bytes: any host access
+    /// at `base - GUARD .. base + 2^32 + GUARD` outside `0..size` faults (SIGSEGV), which lets
+    /// an engine drop its inline bounds checks (the JIT's guard-region mode). Its code-page
+    /// table covers every page a 32-bit address names. Linux x86-64 only: elsewhere, and
+    /// when the host refuses the reservation (address-space limits), an error; callers fall
+    /// back to [`GuestMemory::new`].
+    pub fn guarded(size: u64) -> Result<GuestMemory, MemoryError> {
+        GuestMemory::check_size(size)?;
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        {
+            #[allow(clippy::cast_possible_truncation, reason = "size <= MAX_MEM_SIZE fits in usize on x86-64")]
+            let reservation =
+                crate::guarded::Reservation::new(size as usize).map_err(|source| MemoryError::Map { size, source })?;
+            let mut memory = GuestMemory::with(Backing::guarded(reservation));
+            memory.code_pages = vec![0; GUARDED_TABLE];
+            Ok(memory)
+        }
+        #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+        Err(MemoryError::Map { size, source: std::io::Error::from(std::io::ErrorKind::Unsupported) })
+    }
+
+    /// Whether the memory lies in a guarded reservation ([`GuestMemory::guarded`]).
+    pub fn is_guarded(&self) -> bool {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        return matches!(self.map._owner, Owner::Guarded { .. });
+        #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+        false
+    }
+
+    fn check_size(size: u64) -> Result<(), MemoryError> {
         if size < u64::from(MIN_MEM_SIZE) {
             return Err(MemoryError::TooSmall(size));
         }
@@ -111,13 +174,7 @@ impl GuestMemory {
         if !size.is_multiple_of(u64::from(PAGE_SIZE)) {
             return Err(MemoryError::Unaligned(size));
         }
-        #[allow(
-            clippy::cast_possible_truncation,
-            reason = "size <= MAX_MEM_SIZE fits in usize on every supported host"
-        )]
-        let len = size as usize;
-        let map = MmapOptions::new().len(len).map_anon().map_err(|source| MemoryError::Map { size, source })?;
-        Ok(GuestMemory::with(Backing::own(map)))
+        Ok(())
     }
 
     /// A memory holding what `template` holds: a copy-on-write slot of it where the host
@@ -262,7 +319,7 @@ impl GuestMemory {
         for page in first_page..=last_page {
             if self.code_pages[page] & CODE != 0 {
                 self.code_pages[page] &= !CODE;
-                if let Some(previous) = page.checked_sub(1) {
+                if let Some(previous) = self.previous_page(page) {
                     self.code_pages[previous] &= !NEXT_CODE;
                 }
                 self.code_writes += 1;
@@ -276,8 +333,18 @@ impl GuestMemory {
     pub fn mark_code_page(&mut self, page: u32) {
         let page = page as usize;
         self.code_pages[page] |= CODE;
-        if let Some(previous) = page.checked_sub(1) {
+        if let Some(previous) = self.previous_page(page) {
             self.code_pages[previous] |= NEXT_CODE;
+        }
+    }
+
+    /// The page whose table byte also flags `page`: the one before, and for page 0 of a table
+    /// covering the whole 32-bit space the last (a store at 2^32 - 2 wraps to address 0 in the
+    /// guest; the JIT's guard-region mode checks the byte of its first page only).
+    fn previous_page(&self, page: usize) -> Option<usize> {
+        match page.checked_sub(1) {
+            Some(previous) => Some(previous),
+            None => (self.code_pages.len() == GUARDED_TABLE).then_some(GUARDED_TABLE - 1),
         }
     }
 
@@ -311,7 +378,8 @@ impl GuestMemory {
         self.map.as_mut_ptr()
     }
 
-    /// The table of one byte per page (`size() / PAGE_SIZE` bytes), non-zero for pages an engine
+    /// The table of one byte per page (`size() / PAGE_SIZE` bytes, or 2^20 for a guarded
+    /// memory: every page of the 32-bit space), non-zero for pages an engine
     /// cached code from and for the pages just before them. Translated stores read it to decide
     /// whether they may write directly: a store of at most a page's bytes starting on a page
     /// whose byte is zero touches no cached code.
@@ -367,6 +435,24 @@ mod tests {
         // Page 0 has no page before it.
         mem.mark_code_page(0);
         assert!(mem.is_code_page(0));
+    }
+
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[test]
+    fn guarded_memory_behaves_as_memory_and_its_table_wraps() {
+        let mut mem = GuestMemory::guarded(0x4000).unwrap();
+        assert!(mem.is_guarded() && !GuestMemory::new(0x4000).unwrap().is_guarded());
+        assert_eq!(mem.size(), 0x4000);
+        mem.write_u32(0x3FFC, 0xAABB_CCDD).unwrap();
+        assert_eq!(mem.read_u32(0x3FFC), Ok(0xAABB_CCDD));
+        assert_eq!(mem.read_u32(0x3FFE), Err(OutOfBounds(0x4000)));
+        assert!(matches!(GuestMemory::guarded(0x2001), Err(MemoryError::Unaligned(_))));
+        // A store at 2^32 - 2 wraps to page 0 in the guest: the last page's byte flags it.
+        mem.mark_code_page(0);
+        assert_eq!(mem.code_pages.len(), GUARDED_TABLE);
+        assert_ne!(mem.code_pages[GUARDED_TABLE - 1], 0);
+        mem.write_u8(0, 1).unwrap();
+        assert_eq!(mem.code_pages[GUARDED_TABLE - 1], 0);
     }
 
     #[test]

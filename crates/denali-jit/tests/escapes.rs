@@ -1,20 +1,57 @@
 //! Guests that try to leave their memory, or to run code that was not validated, are contained
-//! with the exception the interpreter raises, in the same state.
+//! with the exception the interpreter raises, in the same state: the JIT in its checked mode
+//! and in guard-region mode (a guarded memory; `common::same` runs both and compares each
+//! with the interpreter: registers, flags, EIP, instruction count, exits and memory).
 
 #![cfg(target_arch = "x86_64")]
 
 mod common;
 
-use common::{flat, same};
-use denali_engine::{Exception, ExceptionKind, Exit};
+use common::{each, flat, same};
+use denali_engine::{Cpu, Exception, ExceptionKind, Exit, GuestMemory};
 
 const MEM: u64 = 0x10_0000;
 
 fn fault(code: &[u8], kind: ExceptionKind) -> Exception {
-    let (run, _) = same(MEM, &flat(code), u64::MAX, 1_000_000);
-    match run.exits.last() {
-        Some(Exit::Exception(e)) if e.kind == kind => *e,
+    fault_in(&flat(code), kind, u64::MAX).0
+}
+
+/// Runs `setup` under `slice`, expects the exception `kind` (the same in every mode), and
+/// returns it with the number of guest faults the guarded run's handler resumed (0 without a
+/// guarded mode on this host).
+fn fault_in(setup: &dyn Fn(&mut GuestMemory) -> Cpu, kind: ExceptionKind, slice: u64) -> (Exception, u64) {
+    let (want, runs) = each(MEM, setup, slice, 1_000_000);
+    let mut resumed = 0;
+    for (mode, got, jit) in runs {
+        assert_eq!(got, want, "JIT (left, {mode} mode) differs from the interpreter (right)");
+        if mode == "guarded" {
+            resumed = jit.stats().guard_faults;
+        } else {
+            assert_eq!(jit.stats().guard_faults, 0);
+        }
+    }
+    match want.exits.last() {
+        Some(Exit::Exception(e)) if e.kind == kind => (*e, resumed),
         other => panic!("expected a {kind} exception, got {other:?}"),
+    }
+}
+
+/// Asserts that the guarded run resumed a guest fault from generated code (the access was
+/// translated and not checked inline), where this host has the mode.
+fn resumed_by_the_guard(resumed: u64) {
+    if cfg!(target_os = "linux") {
+        assert!(resumed > 0, "no guest fault reached the handler");
+    }
+}
+
+/// A flat guest with `code` at 0x1000 and the registers `regs` (EAX..EDI order) and flags.
+fn with_regs(code: &[u8], regs: [u32; 8], eflags: u32) -> impl Fn(&mut GuestMemory) -> Cpu + '_ {
+    move |mem: &mut GuestMemory| {
+        mem.write(0x1000, code).unwrap();
+        let mut cpu = Cpu::new(0x1000, regs[4]);
+        cpu.regs = regs;
+        cpu.eflags = eflags;
+        cpu
     }
 }
 
@@ -82,4 +119,132 @@ fn self_modifying_code_cannot_smuggle_an_excluded_instruction() {
     let (run, jit) = same(MEM, &flat(&patched), u64::MAX, 60);
     assert!(jit.stats().invalidations > 0, "{:?}", jit.stats());
     assert_eq!(run.cpu.instructions, 60);
+}
+
+#[test]
+fn guarded_loads_and_stores_outside_memory_resume_precisely() {
+    // mov eax, 1; mov ebx, [0x100000]: the load faults in generated code.
+    let (e, n) =
+        fault_in(&flat(&[0xB8, 1, 0, 0, 0, 0x8B, 0x1D, 0x00, 0x00, 0x10, 0x00]), ExceptionKind::Memory, u64::MAX);
+    assert_eq!((e.eip, e.addr), (0x1005, 0x10_0000));
+    resumed_by_the_guard(n);
+    // A store straddling the end: nothing of it lands (memory compared).
+    // mov eax, 0xFFFFE; mov ebx, 0x11223344; mov [eax], ebx
+    let code = [0xB8, 0xFE, 0xFF, 0x0F, 0x00, 0xBB, 0x44, 0x33, 0x22, 0x11, 0x89, 0x18];
+    let (e, n) = fault_in(&flat(&code), ExceptionKind::Memory, u64::MAX);
+    assert_eq!((e.eip, e.addr), (0x100A, 0x10_0000));
+    resumed_by_the_guard(n);
+    // A read-modify-write straddling the end: add [eax], ebx after a flag-setting add.
+    let code = [0xB8, 0xFE, 0xFF, 0x0F, 0x00, 0x83, 0xC3, 0xFF, 0x01, 0x18];
+    let (e, n) = fault_in(&flat(&code), ExceptionKind::Memory, u64::MAX);
+    assert_eq!(e.eip, 0x1008);
+    resumed_by_the_guard(n);
+    // The highest addresses: a dword at 0xFFFFFFFF reaches 3 bytes past 4 GiB (the high
+    // guard). mov esi, -1; mov eax, [esi]; and a byte store at 0xFFFFFFFF.
+    let (e, n) = fault_in(&flat(&[0xBE, 0xFF, 0xFF, 0xFF, 0xFF, 0x8B, 0x06]), ExceptionKind::Memory, u64::MAX);
+    assert_eq!((e.eip, e.addr), (0x1005, 0xFFFF_FFFF));
+    resumed_by_the_guard(n);
+    let (_, n) = fault_in(&flat(&[0xBE, 0xFF, 0xFF, 0xFF, 0xFF, 0x88, 0x06]), ExceptionKind::Memory, u64::MAX);
+    resumed_by_the_guard(n);
+    // Huge displacement wrapping at 4 GiB to just below memory's end... and to 0 - 4.
+    // mov esi, 0x2000; mov ecx, [esi-0x2004] (0xFFFFFFFC)
+    let (e, n) =
+        fault_in(&flat(&[0xBE, 0x00, 0x20, 0, 0, 0x8B, 0x8E, 0xFC, 0xDF, 0xFF, 0xFF]), ExceptionKind::Memory, u64::MAX);
+    assert_eq!((e.eip, e.addr), (0x1005, 0xFFFF_FFFC));
+    resumed_by_the_guard(n);
+    // Indirect jumps and calls through memory outside it: jmp [0x7000_0000]; call [ebx+8].
+    let (_, n) = fault_in(&flat(&[0xFF, 0x25, 0, 0, 0, 0x70]), ExceptionKind::Memory, u64::MAX);
+    resumed_by_the_guard(n);
+    let (_, n) = fault_in(
+        &with_regs(&[0xFF, 0x53, 0x08], [0, 0, 0, 0xFFFF_FFF0, 0x8000, 0, 0, 0], 0x2),
+        ExceptionKind::Memory,
+        u64::MAX,
+    );
+    resumed_by_the_guard(n);
+}
+
+#[test]
+fn guarded_stack_accesses_at_both_ends_of_the_address_space_resume_precisely() {
+    // ESP below 4: the slot lies below guest address 0 in the host (the low guard).
+    for esp in [0, 1, 2, 3] {
+        // push ebx; push 7; call; with distinct registers and flags.
+        for code in [&[0x53][..], &[0x6A, 0x07], &[0xE8, 0, 0, 0, 0]] {
+            let regs = [1, 2, 3, 4, esp, 6, 7, 8];
+            let (e, n) = fault_in(&with_regs(code, regs, 0x8D7), ExceptionKind::Memory, u64::MAX);
+            assert_eq!(e.eip, 0x1000);
+            resumed_by_the_guard(n);
+        }
+    }
+    // ESP near 4 GiB: pop and ret read up to 3 bytes past 2^32 (the high guard).
+    for esp in [0xFFFF_FFFC, 0xFFFF_FFFD, 0xFFFF_FFFF, 0xFFFF_F000] {
+        for code in [&[0x58][..], &[0xC3], &[0x5C], &[0xC2, 0x08, 0x00]] {
+            let regs = [1, 2, 3, 4, esp, 6, 7, 8];
+            let (e, n) = fault_in(&with_regs(code, regs, 0x8D7), ExceptionKind::Memory, u64::MAX);
+            assert_eq!(e.eip, 0x1000);
+            resumed_by_the_guard(n);
+        }
+    }
+}
+
+/// A fault in a block entered by chaining (a loop walking off the end of memory), under
+/// several budget slices, and in the middle of a block after instructions whose flag fixups
+/// were deferred to its exits (SHR, then IMUL, then a faulting access): registers, flags,
+/// EIP and count are the interpreter's.
+#[test]
+fn guarded_faults_in_chained_blocks_and_after_deferred_fixups_are_exact() {
+    // mov esi, 0xFF000; l: add eax, [esi]; add esi, 4; cmp esi, 0 ; jne l2 ; l2: jmp l
+    let code = [
+        0xBE, 0x00, 0xF0, 0x0F, 0x00, // mov esi, 0xFF000
+        0x03, 0x06, // l: add eax, [esi]
+        0x83, 0xC6, 0x04, // add esi, 4
+        0x83, 0xFE, 0x00, // cmp esi, 0
+        0x75, 0x00, // jne l2 (a block boundary)
+        0xEB, 0xF4, // l2: jmp l
+    ];
+    for slice in [u64::MAX, 1000, 7, 1] {
+        let (e, n) = fault_in(&flat(&code), ExceptionKind::Memory, slice);
+        assert_eq!((e.eip, e.addr), (0x1005, 0x10_0000));
+        if slice > 7 {
+            resumed_by_the_guard(n);
+        }
+    }
+    // mov eax, 0x80000001; mov edx, 3; shr eax, 1 (OF = 1 from the original operand, fixed
+    // at exits only); imul edx, eax (SF ZF PF fixed at exits only); mov ecx, [eax*2 + 0x1000]
+    // (0x1000 + 0x80000000: outside) overwrites nothing before it faults.
+    let code = [
+        0xB8, 0x01, 0x00, 0x00, 0x80, // mov eax, 0x80000001
+        0xBA, 0x03, 0x00, 0x00, 0x00, // mov edx, 3
+        0xD1, 0xE8, // shr eax, 1
+        0x8B, 0x0C, 0x45, 0x00, 0x10, 0x00, 0x00, // mov ecx, [eax*2 + 0x1000]
+        0x0F, 0xAF, 0xD0, // imul edx, eax
+        0x8B, 0x1C, 0x45, 0x00, 0x10, 0x00, 0x00, // mov ebx, [eax*2 + 0x1000]
+        0x31, 0xC0, // xor eax, eax (overwrites the flags)
+        0xCD, 0xD0,
+    ];
+    let (e, n) = fault_in(&flat(&code), ExceptionKind::Memory, u64::MAX);
+    assert_eq!(e.eip, 0x100C);
+    resumed_by_the_guard(n);
+    // The same with the first access in memory: the fault is at the second, after IMUL.
+    let mut later = code;
+    later[1] = 0x00; // mov eax, 0x80000000: shr gives 0x40000000, [eax*2+0x1000] = 0x80001000
+    later[15] = 0x00;
+    later[16] = 0x00;
+    later[17] = 0x00;
+    later[18] = 0x80; // mov ecx, [eax*2 - 0x80000000] = 0
+    let (e, n) = fault_in(&flat(&later), ExceptionKind::Memory, u64::MAX);
+    assert_eq!(e.eip, 0x1016);
+    resumed_by_the_guard(n);
+}
+
+#[test]
+fn guarded_shifts_of_memory_by_cl_keep_their_check() {
+    // xor ecx, ecx; shl dword [0x200000], cl (a zero count skips the host instruction, so
+    // its bounds are checked inline), then with a count of 3.
+    for count in [0u8, 3] {
+        let code = [0xB1, count, 0xD3, 0x25, 0x00, 0x00, 0x20, 0x00, 0xCD, 0xD0];
+        let (want, runs) = each(MEM, &flat(&code), u64::MAX, 100);
+        for (mode, got, _) in runs {
+            assert_eq!(got, want, "{mode}");
+        }
+    }
 }

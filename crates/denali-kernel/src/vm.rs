@@ -136,9 +136,22 @@ impl Vm {
     ) -> Result<Vm, VmError> {
         // Check placement before mapping memory, so a bad image fails without the cost.
         image.check_fits(config.mem_size)?;
-        let mut memory = GuestMemory::new(u64::from(config.mem_size))?;
+        let memory = GuestMemory::new(u64::from(config.mem_size))?;
+        Vm::new_in(image, memory, config.vm_id, engine, console)
+    }
+
+    /// Like [`Vm::new`], in `memory` (fresh, zeroed; its size is the VM's): e.g. a guarded
+    /// memory (`GuestMemory::guarded`), in which the JIT runs without inline bounds checks.
+    pub fn new_in(
+        image: &Image,
+        mut memory: GuestMemory,
+        vm_id: u32,
+        engine: Box<dyn Engine>,
+        console: Box<dyn Write + Send>,
+    ) -> Result<Vm, VmError> {
+        image.check_fits(memory.size())?;
         image.load_into(&mut memory)?;
-        Ok(Vm::boot(memory, image.entry, config.vm_id, engine, console))
+        Ok(Vm::boot(memory, image.entry, vm_id, engine, console))
     }
 
     /// Boots a VM from an image laid out once ([`BootImage`]): its memory starts as the

@@ -33,9 +33,9 @@ use std::time::{Duration, Instant};
 use clap::ValueEnum;
 use denali_engine::{Cpu, Engine, Exit, GuestMemory, Interpreter};
 use denali_examples::Example;
-use denali_kernel::{Image, Outcome, Vm, VmConfig};
+use denali_kernel::{Image, Outcome, Vm, VmConfig, VmError};
 
-use crate::args::{BenchArgs, EngineKind};
+use crate::args::{BenchArgs, EngineKind, MemoryKind};
 use crate::error::Failure;
 use crate::source::io_reason;
 
@@ -232,7 +232,7 @@ impl Notes {
 
 pub fn bench(args: &BenchArgs) -> Result<u8, Failure> {
     let examples = select(args.filter.as_deref())?;
-    let repeat = args.repeat.max(1);
+    let repeat = (args.repeat.max(1), args.memory);
     let mut notes = Notes::default();
     let engines = engine_columns(&args.engine, &mut notes);
     let progress = io::stderr().is_terminal();
@@ -305,7 +305,7 @@ fn dedup(kinds: &[EngineKind]) -> Vec<EngineKind> {
 fn bench_example(
     example: &Example,
     engines: &[EngineColumn],
-    repeat: u32,
+    (repeat, memory): (u32, MemoryKind),
     qemu: Option<&Path>,
     dir: &Path,
     notes: &mut Notes,
@@ -323,7 +323,9 @@ fn bench_example(
 
     for column in engines {
         let (cell, stats) = match column.kind {
-            Some(kind) => bench_engine(example, &image, &expected, kind, repeat, &mut row.instructions, notes),
+            Some(kind) => {
+                bench_engine(example, &image, &expected, kind, (repeat, memory), &mut row.instructions, notes)
+            }
             None => (Cell::Missing, Stats::new()),
         };
         row.engines.push(cell);
@@ -341,7 +343,8 @@ fn bench_example(
     Ok(row)
 }
 
-/// Times `repeat` runs of `example` on a fresh VM with a fresh engine of `kind` each; returns the
+/// Times `repeat` runs of `example` on a fresh VM (in a `memory` memory: guarded or checked,
+/// for the JIT) with a fresh engine of `kind` each; returns the
 /// best time (or why there is none) and the engine's statistics after the last run.
 /// `instructions` is the count every engine must agree on: the first engine to run sets it.
 fn bench_engine(
@@ -349,7 +352,7 @@ fn bench_engine(
     image: &Image,
     expected: &str,
     kind: EngineKind,
-    repeat: u32,
+    (repeat, memory): (u32, MemoryKind),
     instructions: &mut Option<u64>,
     notes: &mut Notes,
 ) -> (Cell, Stats) {
@@ -366,7 +369,11 @@ fn bench_engine(
         };
         let console = Capture::default();
         let start = Instant::now();
-        let run = Vm::new(image, VmConfig::default(), probed.engine, Box::new(console.clone()))
+        let config = VmConfig::default();
+        let run = memory
+            .new_memory(kind, config.mem_size)
+            .map_err(VmError::from)
+            .and_then(|m| Vm::new_in(image, m, config.vm_id, probed.engine, Box::new(console.clone())))
             .map_err(|e| e.to_string())
             .and_then(|mut vm| {
                 let outcome = vm.run(None).map_err(|e| e.to_string())?;

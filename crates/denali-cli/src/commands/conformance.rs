@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use denali_conformance::runner::{self, Report};
-use denali_engine::{Engine, Interpreter};
+use denali_engine::{Engine, GuestMemory, Interpreter, MemoryError};
 
 use crate::args::{ConformanceArgs, EngineKind};
 use crate::commands::check::stdout_failed;
@@ -40,7 +40,12 @@ pub fn conformance(args: &ConformanceArgs) -> Result<u8, Failure> {
         }
     };
     let filter = args.filter.as_deref();
-    let report = runner::run_suite(&factory, &dir, filter, args.sample).map_err(Failure::input)?;
+    let memory = args.memory;
+    let new_memory = move |size: u64| -> Result<GuestMemory, MemoryError> {
+        let size = u32::try_from(size).map_err(|_| MemoryError::TooLarge(size))?;
+        memory.new_memory(engine, size)
+    };
+    let report = runner::run_suite_in(&factory, &dir, filter, args.sample, &new_memory).map_err(Failure::input)?;
     if let Some(filter) = filter.filter(|_| report.forms.is_empty() && report.subset_forms == 0) {
         return Err(Failure::input(format!("no form matches --filter '{filter}'")));
     }

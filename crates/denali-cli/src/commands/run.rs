@@ -34,8 +34,13 @@ pub fn run(args: &RunArgs) -> Result<u8, Failure> {
         EngineKind::Interp => Box::new(Interpreter::new()),
         EngineKind::Jit => Box::new(denali_jit::Jit::new().ok_or_else(|| Failure::host(NO_JIT))?),
     };
+    // Placement first, so that a bad image fails before memory is reserved.
     let config = VmConfig { mem_size: args.mem, vm_id: 0 };
-    let mut vm = Vm::new(&source.image, config, engine, Box::new(io::stdout())).map_err(|e| match e {
+    let vm = source.image.check_fits(config.mem_size).map_err(VmError::Load).and_then(|()| {
+        let memory = args.memory.new_memory(args.engine, config.mem_size)?;
+        Vm::new_in(&source.image, memory, config.vm_id, engine, Box::new(io::stdout()))
+    });
+    let mut vm = vm.map_err(|e| match e {
         VmError::Load(e) => Failure::input(format!("{}: {e}", source.name)),
         VmError::Memory(e) => Failure::host(e),
     })?;

@@ -166,7 +166,9 @@ impl Arena {
     /// guest memory (`mem_base`, `limit`, `code_pages` from the `GuestMemory` being run, which
     /// the caller borrows mutably for the duration), and `state.table` may hold only inner
     /// entries of blocks inserted since the last flush and of published blocks of a
-    /// [`SharedArena`] the caller keeps alive.
+    /// [`SharedArena`] the caller keeps alive. Blocks translated for guard-region mode may run
+    /// only on a guarded memory, with the fault handler installed and the arena's fault sites
+    /// entered (`fault::enter`) for the duration.
     pub fn call(&self, offset: usize, state: &mut State) {
         let Some(map) = &self.map else { return };
         debug_assert!(offset < self.used && self.used <= self.exec_end);
@@ -188,9 +190,13 @@ impl Arena {
 /// reach (its patched `jmp rel32`s and the inner entries in `state.table`) likewise. Each block
 /// is a complete `extern "sysv64" fn(*mut State)` that saves and restores the callee-saved
 /// registers it uses, leaves DF clear, and touches no memory other than `*state`, the guest
-/// memory range `mem_base .. mem_base + 2^32 - limit` (every access is bounds-checked inline)
-/// and the code-page table (read only), which `state.ctx` must describe for a `GuestMemory`
-/// the caller borrows mutably for the duration.
+/// memory range `mem_base .. mem_base + 2^32 - limit` (in the checked mode every access is
+/// bounds-checked inline; in guard-region mode an access may also address the rest of the
+/// memory's reservation, `mem_base - 4 .. mem_base + 2^32 + 3`, all `PROT_NONE`, where it
+/// faults and the handler resumes it at an exit of the block) and the code-page table (read
+/// only; 2^20 bytes in guard-region mode, which a 20-bit page number cannot pass), which
+/// `state.ctx` must describe for a `GuestMemory` the caller borrows mutably for the duration.
+/// Shared arenas hold checked-mode code only.
 unsafe fn enter(map: &MmapRaw, offset: usize, state: &mut State) {
     debug_assert!(offset < map.len());
     // SAFETY: the caller's contract: `offset` holds such a function, executable.

@@ -3,6 +3,8 @@
 mod arena;
 mod checks;
 mod ctx;
+#[cfg(target_os = "linux")]
+mod fault;
 mod perf_map;
 mod shared;
 mod translate;
@@ -74,6 +76,9 @@ pub struct JitStats {
     pub flushes: u64,
     /// Blocks dropped because their code was written.
     pub invalidations: u64,
+    /// Guard-region mode: guest accesses outside memory that faulted in generated code and
+    /// resumed at their instruction's stop exit.
+    pub guard_faults: u64,
 }
 
 /// The basic-block JIT engine. Owns an interpreter for everything it does not translate.
@@ -103,6 +108,12 @@ pub struct Jit {
     /// The memory size the cached blocks were translated for (their bounds checks and
     /// direct exits hold it as an immediate); 0 before the first run.
     mem_size: u32,
+    /// The cached blocks are for guard-region mode (a guarded memory: no bounds checks, faults
+    /// resumed by `fault.rs`), not the checked mode.
+    guarded: bool,
+    /// Guard-region mode: the arena's fault sites (`fault::Site`), sorted (blocks are appended
+    /// at increasing offsets); those of dropped blocks stay until the next flush.
+    faults: Vec<(u32, u32, u32)>,
     /// The last entry `cached` found, and its address (`u32::MAX`, never a block start inside
     /// memory, when none): a VM that loops in one block finds it here at every quantum
     /// without touching the block map, a cache miss per VM switch in a large fleet. Kept
@@ -165,6 +176,8 @@ impl Jit {
             incoming: AddrMap::default(),
             perf_map: perf_map::PerfMap::from_env(),
             mem_size: 0,
+            guarded: false,
+            faults: Vec::new(),
             last: NO_LAST,
             missed: false,
         })
@@ -232,6 +245,7 @@ impl Jit {
         }
         self.blocks.clear();
         self.by_page.clear();
+        self.faults.clear();
         self.arena.flush();
         self.stats.flushes += 1;
     }
@@ -269,9 +283,11 @@ impl Jit {
 
     /// Translates and installs the block at `eip` (or records that the interpreter runs it).
     fn translate(&mut self, eip: u32, mem: &mut GuestMemory) -> Entry {
-        let t = translate::translate(eip, mem);
+        let t = translate::translate(eip, mem, self.guarded);
         let mut entry = NO_ENTRY;
+        // Shared code has no fault sites: only the checked mode shares (fleets run it).
         if t.count > 0
+            && !self.guarded
             && let Some(sharing) = &self.sharing
             && let Some(block) = sharing.publish(eip, mem, &t)
         {
@@ -305,6 +321,10 @@ impl Jit {
                     inner_offset,
                     shared: false,
                 };
+                #[allow(clippy::cast_possible_truncation, reason = "offsets below ARENA_SIZE")]
+                self.faults.extend(t.faults.iter().map(|&(from, to, resume)| {
+                    ((offset + from) as u32, (offset + to) as u32, (offset + resume) as u32)
+                }));
                 self.stats.translations += 1;
                 self.stats.translated_instructions += u64::from(t.count);
                 let state = self.state();
@@ -330,6 +350,10 @@ impl Jit {
 
     /// The block the fleet shares at `eip` for this VM's bytes there, taken as its own.
     fn adopt(&mut self, eip: u32, mem: &mut GuestMemory) -> Option<Entry> {
+        if self.guarded {
+            // Shared code is translated for the checked mode.
+            return None;
+        }
         let block = self.sharing.as_ref()?.find(eip, mem)?;
         if self.blocks.len() >= MAX_ENTRIES {
             self.flush();
@@ -408,9 +432,22 @@ impl Jit {
         ctx.code_pages = mem.code_page_table() as u64;
         ctx.one = 1;
         ctx.df = (cpu.eflags >> 10) & 1;
+        #[cfg(target_os = "linux")]
+        let (running, resumed) = match self.arena.base() {
+            // Faults of guest accesses at these sites resume at their stop exits.
+            Some(base) if self.guarded && !entry.shared => {
+                (Some(fault::enter(base, arena::ARENA_SIZE, ctx.mem_base, &self.faults)), fault::resumed())
+            }
+            _ => (None, 0),
+        };
         match &self.sharing {
             Some(sharing) if entry.shared => sharing.call(entry.offset, state),
             _ => self.arena.call(entry.offset, state),
+        }
+        #[cfg(target_os = "linux")]
+        if running.is_some() {
+            drop(running);
+            self.stats.guard_faults += fault::resumed() - resumed;
         }
         let ctx = &state.ctx;
         // Every exit but a budget exit and a stop is a lookup that missed (or a jump out of
@@ -473,12 +510,20 @@ type AddrMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<AddrHasher>>;
 impl Engine for Jit {
     fn run(&mut self, cpu: &mut Cpu, mem: &mut GuestMemory, budget: u64) -> Exit {
         let mut left = budget;
-        if mem.size() != self.mem_size {
-            // Blocks translated for another memory size would check the wrong bounds.
+        // Guard-region mode needs a guarded memory and the fault handler; else the checked mode
+        // (which is also correct on a guarded memory).
+        #[cfg(target_os = "linux")]
+        let guarded = mem.is_guarded() && fault::install();
+        #[cfg(not(target_os = "linux"))]
+        let guarded = false;
+        if mem.size() != self.mem_size || guarded != self.guarded {
+            // Blocks translated for another memory size would check the wrong bounds, those of
+            // another mode would check none or not record their faults.
             if self.mem_size != 0 {
                 self.flush();
             }
             self.mem_size = mem.size();
+            self.guarded = guarded;
         }
         // The interpreter stopped before a hot block at EIP: translate it rather than ask again.
         let mut hot = false;

@@ -47,6 +47,9 @@ pub(crate) struct Translation {
     /// Direct exits the runtime may link: the offset of a `jmp rel32`'s displacement (0 until
     /// linked: it falls through to the table lookup) and the guest target.
     pub links: Vec<(usize, u32)>,
+    /// Guard-region mode: the host code ranges `from .. to` whose instructions may fault on a
+    /// guest access, and where each resumes (the stop exit of its guest instruction), sorted.
+    pub faults: Vec<(usize, usize, usize)>,
 }
 
 /// What a translated guest instruction is.
@@ -525,7 +528,9 @@ fn classify_inner(ins: &Instruction) -> Option<(Kind, Bytes, Bytes)> {
                     if !(1..=4).contains(&size) {
                         return None;
                     }
-                    let writes = i == 0 && !matches!(m, Mnemonic::Cmp | Mnemonic::Test);
+                    // One-operand MUL and IMUL only read their memory operand.
+                    let writes =
+                        i == 0 && !matches!(m, Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Mul | Mnemonic::Imul);
                     mem = Some((size, writes));
                     host.set_memory_base(Register::RBP);
                     host.set_memory_index(Register::R8);
@@ -932,11 +937,21 @@ fn chain_indirect(a: &mut Asm) {
 }
 
 /// Leaves the block with the state before instruction `index` (at `eip`) unless the access
-/// `r8 .. r8 + size` lies inside memory (of `mem_size` bytes), and, for a store, touches no page
-/// holding cached code. Touches no host flag.
-fn emit_checks(a: &mut Asm, size: u32, write: bool, stop: DynamicLabel, mem_size: u32, islands: &mut Islands) {
+/// `r8 .. r8 + size` lies inside memory (of `mem_size` bytes; checked when `bounds`), and, for
+/// a store, touches no page holding cached code. Touches no host flag.
+fn emit_checks(
+    a: &mut Asm,
+    size: u32,
+    write: bool,
+    bounds: bool,
+    stop: DynamicLabel,
+    mem_size: u32,
+    islands: &mut Islands,
+) {
     let last = (size - 1) as i32;
-    if let Ok(below) = i32::try_from(i64::from(last) - i64::from(mem_size)) {
+    if !bounds {
+        // Guard-region mode: an access outside memory faults (`fault.rs`).
+    } else if let Ok(below) = i32::try_from(i64::from(last) - i64::from(mem_size)) {
         // r8 + last - mem_size is negative (high dword all ones) exactly inside memory, and
         // otherwise below 2^32 (high dword zero): the exit is the branch not taken on the path
         // that runs (a taken `jrcxz` over a `jmp` per check cost about as much as the rest of
@@ -977,18 +992,21 @@ fn emit_checks(a: &mut Asm, size: u32, write: bool, stop: DynamicLabel, mem_size
     }
 }
 
-/// Translates the block at `start`, which lies inside memory.
-pub(crate) fn translate(start: u32, mem: &GuestMemory) -> Translation {
-    translate_checked(start, mem).unwrap_or(Translation {
+/// Translates the block at `start`, which lies inside memory. `guarded`: for guard-region
+/// mode (a guarded memory, the fault handler installed): accesses are not bounds-checked, and
+/// the translation lists where they may fault (`Translation::faults`).
+pub(crate) fn translate(start: u32, mem: &GuestMemory, guarded: bool) -> Translation {
+    translate_checked(start, mem, guarded).unwrap_or(Translation {
         code: Vec::new(),
         count: 0,
         last_byte: start,
         inner: 0,
         links: Vec::new(),
+        faults: Vec::new(),
     })
 }
 
-fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
+fn translate_checked(start: u32, mem: &GuestMemory, guarded: bool) -> Option<Translation> {
     let mut c = candidates(start, mem);
     let keep = safe_prefix(&c);
     c.truncate(keep);
@@ -1049,7 +1067,9 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
     set_exit(&mut a, start, 0);
     dynasm!(a ; .arch x64 ; jmp ->exit);
     let (eager, deferred) = place_fixups(&c);
-    let plan = checks::plan(c.iter().map(|x| (x.accesses.iter(), x.effect)));
+    // In guard-region mode only stores are checked (their code pages); the bounds are the
+    // guard's.
+    let plan = checks::plan(c.iter().map(|x| (x.accesses.iter().filter(move |a| !guarded || a.write), x.effect)));
     let mut islands = Islands::default();
     // The first check of a loop would otherwise need an island inside the loop, behind a
     // jump taken on every pass: its trampoline goes here, reached backwards.
@@ -1073,7 +1093,7 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
     a.push(0x67);
     dynasm!(a ; .arch x64 ; jrcxz =>no_budget);
     let mut stops = Vec::new();
-    let mut out = Out { sides: Vec::new(), links: Vec::new(), ended: false };
+    let mut out = Out { sides: Vec::new(), links: Vec::new(), faults: Vec::new(), ended: false };
     // Loops back to the block's start whose pass count can be taken before the instruction
     // that sets the JCC's flags (it cannot exit, so no refund can see the count early): the
     // flag-setting instruction and the JCC then stay adjacent and fuse into one macro-op.
@@ -1087,7 +1107,7 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
                 && matches!(c[j - 1].kind, Kind::Generic { mem: None } | Kind::Nop)
         })
         .collect();
-    let b = Body { c: &c, start, own, mem_size, eager: &eager, deferred: &deferred, early: &early };
+    let b = Body { c: &c, start, own, mem_size, eager: &eager, deferred: &deferred, early: &early, guarded };
     // The `lea` whose address r8 holds and the guest registers that address is made of, while
     // both are known: an access to the same address (a load and a store of one operand, a
     // check and its access) needs no `lea` of its own. Only the block's start is a jump target
@@ -1118,7 +1138,7 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
                 let lea = check_lea(check)?;
                 let emit = |a: &mut Asm, islands: &mut Islands| {
                     a.extend(lea.iter());
-                    emit_checks(a, check.span, check.write, stop, mem_size, islands);
+                    emit_checks(a, check.span, check.write, !guarded, stop, mem_size, islands);
                 };
                 islands.reserve(&mut a, |a, islands| emit(a, islands));
                 emit(&mut a, &mut islands);
@@ -1126,10 +1146,32 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
                 r8 = Some((lea, registers(check.base, check.index)));
             }
         }
+        if guarded && cand.accesses.len > 0 {
+            // Where a fault on its access resumes (or its own check exits).
+            let stop = match stops.last() {
+                Some(&(stop, at)) if at == i => stop,
+                _ => {
+                    let stop = a.new_dynamic_label();
+                    stops.push((stop, i));
+                    stop
+                }
+            };
+            if let (true, Kind::Generic { mem: Some((size, _)) }) = (cand.count_cl, cand.kind) {
+                // A zero CL count skips the host instruction, and its access with it, where
+                // the interpreter faults: the bounds are checked explicitly.
+                let emit = |a: &mut Asm, islands: &mut Islands| {
+                    a.extend(cand.lea.iter());
+                    emit_checks(a, size, false, true, stop, mem_size, islands);
+                };
+                islands.reserve(&mut a, |a, islands| emit(a, islands));
+                emit(&mut a, &mut islands);
+                r8 = cand.accesses.iter().next().map(|x| (cand.lea, registers(x.base, x.index)));
+            }
+        }
         let r8_ready = matches!(cand.kind, Kind::Generic { mem: Some(_) }) && r8.is_some_and(|(l, _)| l == cand.lea);
         let this = (i, cand, r8_ready, own_stop);
         islands.reserve(&mut a, |a, _| {
-            let mut scratch = Out { sides: Vec::new(), links: Vec::new(), ended: false };
+            let mut scratch = Out { sides: Vec::new(), links: Vec::new(), faults: Vec::new(), ended: false };
             let _ = emit_instruction(a, &b, this, &mut scratch);
         });
         emit_instruction(&mut a, &b, this, &mut out)?;
@@ -1140,7 +1182,7 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
             break;
         }
     }
-    let Out { sides, mut links, ended } = out;
+    let Out { sides, mut links, faults, ended } = out;
     if !ended {
         let next = c[c.len() - 1].next;
         islands.reserve(&mut a, |a, _| chain(a, next, mem_size, own, &mut Vec::new()));
@@ -1153,12 +1195,17 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
         dynasm!(a ; .arch x64 ; =>side ; lea r11, [r11 + after]);
         chain(&mut a, target, mem_size, own, &mut links);
     }
+    // Where the stop exit of each instruction is (any of them, when it has several: they are
+    // the same code).
+    let mut stop_at = [None; MAX_BLOCK];
     for (stop, i) in stops {
         #[allow(clippy::cast_possible_truncation, reason = "at most MAX_BLOCK instructions")]
         let index = i as u32;
+        stop_at[i].get_or_insert(a.offset().0);
         dynasm!(a ; .arch x64 ; =>stop);
         stop_exit(&mut a, c[i].eip, index, n, &deferred[i]);
     }
+    let faults = faults.into_iter().map(|(from, to, i)| Some((from, to, stop_at[i]?))).collect::<Option<Vec<_>>>()?;
     dynasm!(a
         ; .arch x64
         ; ->exit:
@@ -1193,7 +1240,7 @@ fn translate_checked(start: u32, mem: &GuestMemory) -> Option<Translation> {
     let code = a.finalize();
     debug_assert!(code.is_ok(), "block at {start:#x} does not assemble: {:?}", code.as_ref().err());
     let code = code.ok()?;
-    Some(Translation { code, count: n, last_byte, inner, links })
+    Some(Translation { code, count: n, last_byte, inner, links, faults })
 }
 
 /// The guest registers (bit per register number) of an address.
@@ -1226,6 +1273,9 @@ fn r8_after(cand: &Cand, before: Option<(Bytes, u8)>) -> Option<(Bytes, u8)> {
 struct Out {
     sides: Vec<(DynamicLabel, u32, u32)>,
     links: Vec<(usize, u32)>,
+    /// Guard-region mode: host code ranges that may fault on a guest access, and the index of
+    /// their guest instruction (whose stop exit they resume at).
+    faults: Vec<(usize, usize, usize)>,
     ended: bool,
 }
 
@@ -1239,6 +1289,8 @@ struct Body<'a> {
     deferred: &'a [Vec<Deferred>],
     /// The loop backs whose pass count the instruction before them already took.
     early: &'a [bool],
+    /// Guard-region mode: record where accesses may fault (`Out::faults`).
+    guarded: bool,
 }
 
 /// Emits instruction `i` (after its checks).
@@ -1251,9 +1303,24 @@ fn emit_instruction(
 ) -> Option<()> {
     let (c, start, own, mem_size) = (b.c, b.start, b.own, b.mem_size);
     let links = &mut out.links;
+    // Guard-region mode: the host instructions from `from` to the current offset may fault on
+    // the guest access of instruction i, and nothing guest-visible (guest registers in host
+    // registers, host flags, guest memory) changes before the one that faults: the fault
+    // resumes at the stop exit of instruction i.
+    let guarded = b.guarded;
+    let mut may_fault = |a: &Asm, from: usize| {
+        if guarded {
+            out.faults.push((from, a.offset().0, i));
+        }
+    };
+    let from = a.offset().0;
     match cand.kind {
         Kind::Nop => {}
         Kind::Generic { mem } => {
+            // `lea r8d`, the CL-count test (rcx), `fix_before` and `save_original` (copies to
+            // r8, rcx or the Ctx) come before the host instruction, whose own access faults
+            // before it writes anything (a read-modify-write reads first; x86 commits no part
+            // of a faulting store).
             if mem.is_some() && !r8_ready {
                 a.extend(cand.lea.iter());
             }
@@ -1276,6 +1343,9 @@ fn emit_instruction(
                 save_original(a, f, i)?;
             }
             a.extend(cand.body.iter());
+            if mem.is_some() {
+                may_fault(a, from);
+            }
             if let Some(f) = fix {
                 fix_after(a, f)?;
             }
@@ -1284,19 +1354,28 @@ fn emit_instruction(
         // Stack slots are addressed as [rbp + r12 - 4] without the 32-bit wrap: the check
         // passed, so ESP - 4 (mod 2^32) lies inside memory, which ends at least a page below
         // 4 GiB; with ESP < 4 it would not. (Same for [rbp + r12] and the call pushes.)
+        // In guard-region mode, the access is the first host instruction, and with ESP < 4
+        // (or above 2^32 - 4) it reaches the guard below (above) memory.
         Kind::PushReg(r) => {
-            dynasm!(a ; .arch x64 ; mov DWORD [rbp + r12 - 4], Rd(r) ; lea r12d, [r12 - 4]);
+            dynasm!(a ; .arch x64 ; mov DWORD [rbp + r12 - 4], Rd(r));
+            may_fault(a, from);
+            dynasm!(a ; .arch x64 ; lea r12d, [r12 - 4]);
         }
         Kind::PushImm(v) => {
             #[allow(clippy::cast_possible_wrap, reason = "the dword's bits")]
             let v = v as i32;
-            dynasm!(a ; .arch x64 ; mov DWORD [rbp + r12 - 4], v ; lea r12d, [r12 - 4]);
+            dynasm!(a ; .arch x64 ; mov DWORD [rbp + r12 - 4], v);
+            may_fault(a, from);
+            dynasm!(a ; .arch x64 ; lea r12d, [r12 - 4]);
         }
         Kind::PopReg(r) => {
             if r == 12 {
                 dynasm!(a ; .arch x64 ; mov r12d, DWORD [rbp + r12]);
+                may_fault(a, from);
             } else {
-                dynasm!(a ; .arch x64 ; mov Rd(r), DWORD [rbp + r12] ; lea r12d, [r12 + 4]);
+                dynasm!(a ; .arch x64 ; mov Rd(r), DWORD [rbp + r12]);
+                may_fault(a, from);
+                dynasm!(a ; .arch x64 ; lea r12d, [r12 + 4]);
             }
         }
         Kind::Jmp(target) => {
@@ -1306,17 +1385,18 @@ fn emit_instruction(
         Kind::Call(target) => {
             #[allow(clippy::cast_possible_wrap, reason = "the return address's bits")]
             let ret = cand.next as i32;
-            dynasm!(a ; .arch x64 ; mov DWORD [rbp + r12 - 4], ret ; lea r12d, [r12 - 4]);
+            dynasm!(a ; .arch x64 ; mov DWORD [rbp + r12 - 4], ret);
+            may_fault(a, from);
+            dynasm!(a ; .arch x64 ; lea r12d, [r12 - 4]);
             chain(a, target, mem_size, own, links);
             out.ended = true;
         }
         Kind::Ret(pop) => {
             let adjust = 4 + i32::from(pop);
-            dynasm!(a
-                ; .arch x64
-                ; mov ecx, DWORD [r12 + rbp]
-                ; lea r12d, [r12 + adjust]
-            );
+            // The target goes to rcx (scratch) first.
+            dynasm!(a ; .arch x64 ; mov ecx, DWORD [r12 + rbp]);
+            may_fault(a, from);
+            dynasm!(a ; .arch x64 ; lea r12d, [r12 + adjust]);
             chain_indirect(a);
             out.ended = true;
         }
@@ -1332,7 +1412,12 @@ fn emit_instruction(
             if matches!(cand.kind, Kind::CallInd(_)) {
                 #[allow(clippy::cast_possible_wrap, reason = "the return address's bits")]
                 let ret = cand.next as i32;
-                dynasm!(a ; .arch x64 ; mov DWORD [rbp + r12 - 4], ret ; lea r12d, [r12 - 4]);
+                // Only rcx and r8 (scratch) changed since `from`.
+                dynasm!(a ; .arch x64 ; mov DWORD [rbp + r12 - 4], ret);
+                may_fault(a, from);
+                dynasm!(a ; .arch x64 ; lea r12d, [r12 - 4]);
+            } else if reg.is_none() {
+                may_fault(a, from);
             }
             chain_indirect(a);
             out.ended = true;

@@ -50,27 +50,60 @@ pub fn run(engine: &mut dyn Engine, mut cpu: Cpu, mem: &mut GuestMemory, slice: 
     Run { exits, cpu, memory: digest(mem.as_slice()) }
 }
 
-/// Runs the guest that `setup` builds on both engines and returns both outcomes.
-pub fn both(mem_size: u64, setup: &dyn Fn(&mut GuestMemory) -> Cpu, slice: u64, limit: u64) -> (Run, Run, Jit) {
+/// The memories the JIT runs on in the tests: the checked mode's, and where the host has it a
+/// guarded one (guard-region mode).
+pub fn memories(mem_size: u64) -> Vec<(&'static str, GuestMemory)> {
+    let mut out = vec![("checked", GuestMemory::new(mem_size).unwrap())];
+    if cfg!(target_os = "linux") {
+        out.push(("guarded", GuestMemory::guarded(mem_size).expect("a guarded memory on Linux x86-64")));
+    }
+    out
+}
+
+/// Runs the guest that `setup` builds on the interpreter and on the JIT in each mode
+/// ([`memories`]) and returns the interpreter's outcome and the JIT's of each mode (the memories
+/// must be equal), the guarded one last.
+pub fn each(
+    mem_size: u64,
+    setup: &dyn Fn(&mut GuestMemory) -> Cpu,
+    slice: u64,
+    limit: u64,
+) -> (Run, Vec<(&'static str, Run, Jit)>) {
     let mut mem_i = GuestMemory::new(mem_size).unwrap();
     let cpu = setup(&mut mem_i);
     let want = run(&mut Interpreter::new(), cpu, &mut mem_i, slice, limit);
-    let mut mem = GuestMemory::new(mem_size).unwrap();
-    let cpu = setup(&mut mem);
-    let mut jit = Jit::new().expect("x86-64 host with BMI2");
-    let got = run(&mut jit, cpu, &mut mem, slice, limit);
-    if let Some(at) = mem.as_slice().iter().zip(mem_i.as_slice()).position(|(a, b)| a != b) {
-        let (a, b) = (&mem.as_slice()[at..at + 8], &mem_i.as_slice()[at..at + 8]);
-        panic!("memory differs at {at:#x}: JIT {a:02x?}, interpreter {b:02x?}; {got:?}");
+    let mut out = Vec::new();
+    for (mode, mut mem) in memories(mem_size) {
+        let cpu = setup(&mut mem);
+        let mut jit = Jit::new().expect("x86-64 host with BMI2");
+        let got = run(&mut jit, cpu, &mut mem, slice, limit);
+        if let Some(at) = mem.as_slice().iter().zip(mem_i.as_slice()).position(|(a, b)| a != b) {
+            let (a, b) = (&mem.as_slice()[at..at + 8], &mem_i.as_slice()[at..at + 8]);
+            panic!("{mode}: memory differs at {at:#x}: JIT {a:02x?}, interpreter {b:02x?}; {got:?}");
+        }
+        out.push((mode, got, jit));
     }
+    (want, out)
+}
+
+/// Runs the guest that `setup` builds on both engines (the JIT in each mode) and returns the
+/// interpreter's outcome and the JIT's last (guarded where the host has it).
+pub fn both(mem_size: u64, setup: &dyn Fn(&mut GuestMemory) -> Cpu, slice: u64, limit: u64) -> (Run, Run, Jit) {
+    let (want, mut runs) = each(mem_size, setup, slice, limit);
+    let (_, got, jit) = runs.pop().expect("at least the checked mode");
     (want, got, jit)
 }
 
-/// Asserts that the JIT and the interpreter agree on the guest `setup` builds.
+/// Asserts that the JIT, in each mode, and the interpreter agree on the guest `setup` builds;
+/// returns the JIT's run (guarded where the host has it).
 pub fn same(mem_size: u64, setup: &dyn Fn(&mut GuestMemory) -> Cpu, slice: u64, limit: u64) -> (Run, Jit) {
-    let (want, got, jit) = both(mem_size, setup, slice, limit);
-    assert_eq!(got, want, "JIT (left) differs from the interpreter (right)");
-    (got, jit)
+    let (want, runs) = each(mem_size, setup, slice, limit);
+    let mut last = None;
+    for (mode, got, jit) in runs {
+        assert_eq!(got, want, "JIT (left, {mode} mode) differs from the interpreter (right)");
+        last = Some((got, jit));
+    }
+    last.expect("at least the checked mode")
 }
 
 /// A flat guest: `code` at 0x1000, stack at the top of memory.
