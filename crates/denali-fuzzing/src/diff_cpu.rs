@@ -6,7 +6,7 @@
 use denali_conformance::case::{Case, Expected, MEMORY_SIZE, Region, Stop, Vector};
 use denali_conformance::generate::{CODE_PAGE, CODE_PAGE_SIZE, Rng, block, block_forms};
 use denali_conformance::oracle::{HELPER_BASE, HELPER_END, Oracle, OracleError};
-use denali_conformance::runner::{Difference, Ending, Mismatch, run_vector};
+use denali_conformance::runner::{Difference, Ending, Mismatch, NewMemory, run_vector_in};
 use denali_engine::{Cpu, Engine, Exit, GuestMemory, Interpreter};
 use iced_x86::Code;
 
@@ -65,13 +65,20 @@ impl DiffCpu {
             Expected { state: observed.state, final_memory: observed.memory, stop: observed.stop, flags_mask };
         let vector = Vector { case, expected };
         // Every engine this host has must agree with the CPU: the interpreter, and the JIT
-        // where there is one.
-        let mut engines: Vec<(&str, Box<dyn Engine>)> = vec![("interp", Box::new(Interpreter::new()))];
+        // where there is one, in each of its memory modes (checked; guard-region on a guarded
+        // memory, where the host has those).
+        let checked: &NewMemory = &GuestMemory::new;
+        let guarded: &NewMemory = &GuestMemory::guarded;
+        let mut engines: Vec<(&str, Box<dyn Engine>, &NewMemory)> =
+            vec![("interp", Box::new(Interpreter::new()), checked)];
         if let Some(jit) = denali_jit::Jit::new() {
-            engines.push(("jit", Box::new(jit)));
+            engines.push(("jit", Box::new(jit), checked));
         }
-        for (name, mut engine) in engines {
-            match run_vector(engine.as_mut(), &vector) {
+        if let Some(jit) = denali_jit::Jit::new().filter(|_| guarded_memory_available()) {
+            engines.push(("jit (guarded memory)", Box::new(jit), guarded));
+        }
+        for (name, mut engine, memory) in engines {
+            match run_vector_in(engine.as_mut(), &vector, memory) {
                 Ok(()) => {}
                 Err(mismatch) if touched_the_oracle(&mismatch) => {
                     return Verdict::Skipped("the block reached the oracle's own pages, mapped only natively".into());
@@ -90,6 +97,12 @@ impl DiffCpu {
         }
         Verdict::Agreed
     }
+}
+
+/// Whether this host can make guarded memories (asked once: each is a 4 GiB reservation).
+fn guarded_memory_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| GuestMemory::guarded(u64::from(MEMORY_SIZE)).is_ok())
 }
 
 /// The native process has its own code and data at `HELPER_BASE..HELPER_END`, above guest
