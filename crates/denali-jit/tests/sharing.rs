@@ -210,3 +210,29 @@ fn a_block_that_cannot_be_shared_stays_private_and_reaches_shared_code_through_t
         }
     }
 }
+
+/// Shared translations are checked-mode code: guard-region code has fault sites only its own
+/// JIT's handler knows, so a JIT on a guarded memory publishes nothing; nor does it take a
+/// shared block (correct there, but slower than its own translation).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_jit_on_a_guarded_memory_neither_takes_nor_publishes_shared_blocks() {
+    let on_guarded = |jit: &mut Jit| {
+        let mut mem = GuestMemory::guarded(MEM).expect("a 4 GiB reservation on a 64-bit host");
+        let cpu = counted_loop(&mut mem);
+        let mut mem_i = GuestMemory::new(MEM).unwrap();
+        let want = run(&mut Interpreter::new(), counted_loop(&mut mem_i), &mut mem_i, 1000, 1_000_000);
+        assert_eq!(run(jit, cpu, &mut mem, 1000, 1_000_000), want);
+        jit.stats()
+    };
+    let fleet = fleet();
+    let published = on_guarded(&mut vm(&fleet));
+    assert!(published.translations > 0, "{published:?}");
+    assert_eq!(fleet.1.blocks(), 0, "a guarded JIT published its blocks");
+    // A checked VM publishes the loop; a guarded one still translates its own.
+    let (_, checked) = agree(&mut vm(&fleet), MEM, &counted_loop, 1000);
+    assert!(fleet.1.blocks() > 0, "{checked:?}");
+    let taken = on_guarded(&mut vm(&fleet));
+    assert_eq!(taken.shared_hits, 0, "{taken:?}");
+    assert!(taken.translations > 0, "{taken:?}");
+}

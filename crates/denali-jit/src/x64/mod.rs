@@ -351,7 +351,8 @@ impl Jit {
     /// The block the fleet shares at `eip` for this VM's bytes there, taken as its own.
     fn adopt(&mut self, eip: u32, mem: &mut GuestMemory) -> Option<Entry> {
         if self.guarded {
-            // Shared code is translated for the checked mode.
+            // Shared code is checked-mode code: correct on a guarded memory too, but slower
+            // than this JIT's own guard-region translations.
             return None;
         }
         let block = self.sharing.as_ref()?.find(eip, mem)?;
