@@ -107,13 +107,38 @@ impl std::ops::DerefMut for Backing {
     }
 }
 
+/// The code-page table: one byte per page of the memory, or (guarded) of the 32-bit space.
+enum Table {
+    Own(Vec<u8>),
+    Whole(MmapMut),
+}
+
+impl std::ops::Deref for Table {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Table::Own(bytes) => bytes,
+            Table::Whole(map) => map,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Table {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            Table::Own(bytes) => bytes,
+            Table::Whole(map) => map,
+        }
+    }
+}
+
 /// The physical memory of one VM.
 pub struct GuestMemory {
     map: Backing,
     /// One byte per page: bit [`CODE`] when an engine has cached code decoded from the page,
     /// bit [`NEXT_CODE`] when the next page has; so a store whose bytes lie on a page and
     /// possibly the next needs to look at one byte only (the JIT's check).
-    code_pages: Vec<u8>,
+    code_pages: Table,
     /// Pages that held cached code and have been written since the engine last looked.
     written_code_pages: Vec<u32>,
     /// Stores that hit a page marked as code, since creation.
@@ -149,7 +174,10 @@ impl GuestMemory {
             let reservation =
                 crate::guarded::Reservation::new(size as usize).map_err(|source| MemoryError::Map { size, source })?;
             let mut memory = GuestMemory::with(Backing::guarded(reservation));
-            memory.code_pages = vec![0; GUARDED_TABLE];
+            // A mapping of its own: zero pages until touched, no 1 MiB to clear per memory.
+            let table =
+                MmapOptions::new().len(GUARDED_TABLE).map_anon().map_err(|source| MemoryError::Map { size, source })?;
+            memory.code_pages = Table::Whole(table);
             Ok(memory)
         }
         #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
@@ -193,7 +221,7 @@ impl GuestMemory {
 
     fn with(map: Backing) -> GuestMemory {
         let pages = map.len() / PAGE_SIZE as usize;
-        GuestMemory { map, code_pages: vec![0; pages], written_code_pages: Vec::new(), code_writes: 0 }
+        GuestMemory { map, code_pages: Table::Own(vec![0; pages]), written_code_pages: Vec::new(), code_writes: 0 }
     }
 
     /// Whether the memory shares the pages it has not written with its template's other VMs.

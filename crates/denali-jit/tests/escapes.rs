@@ -248,3 +248,29 @@ fn guarded_shifts_of_memory_by_cl_keep_their_check() {
         }
     }
 }
+
+/// Several threads fault in their own guarded guests at once: each handler invocation finds
+/// the arena its own thread runs (a thread-local), never another thread's.
+#[test]
+fn guarded_faults_on_several_threads_at_once_are_each_exact() {
+    let threads: Vec<_> = (0..4u8)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for round in 0..25u8 {
+                    // mov esi, 0xFF000 + t*4; l: add eax, [esi]; add esi, 4; jmp l (walks off
+                    // the end of memory, in a loop of chained block entries).
+                    let code = [0xBE, 4 * t, 0xF0, 0x0F, 0x00, 0x03, 0x06, 0x83, 0xC6, 0x04, 0xEB, 0xF9];
+                    let slice = [u64::MAX, 1000, 13][usize::from(round % 3)];
+                    let (e, n) = fault_in(&flat(&code), ExceptionKind::Memory, slice);
+                    assert_eq!((e.eip, e.addr), (0x1005, 0x10_0000));
+                    if slice > 13 {
+                        resumed_by_the_guard(n);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
