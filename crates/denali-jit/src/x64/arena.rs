@@ -310,7 +310,13 @@ mod tests {
 
     /// The protections of the arena's pages, from `/proc/self/maps`: (offset, end, perms).
     fn protections(arena: &Arena) -> Vec<(usize, usize, String)> {
-        let base = usize::try_from(arena.base().unwrap()).unwrap();
+        mapped(arena.base().unwrap(), ARENA_SIZE)
+    }
+
+    /// The protections of the `size` bytes at `base`, from `/proc/self/maps`: (offset, end,
+    /// perms).
+    fn mapped(base: u64, size: usize) -> Vec<(usize, usize, String)> {
+        let base = usize::try_from(base).unwrap();
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
         let mut out = Vec::new();
         for line in maps.lines() {
@@ -319,8 +325,8 @@ mod tests {
             let (from, to) = range.split_once('-').unwrap();
             let from = usize::from_str_radix(from, 16).unwrap();
             let to = usize::from_str_radix(to, 16).unwrap();
-            if from < base + ARENA_SIZE && to > base {
-                out.push((from.max(base) - base, to.min(base + ARENA_SIZE) - base, perms[..3].to_string()));
+            if from < base + size && to > base {
+                out.push((from.max(base) - base, to.min(base + size) - base, perms[..3].to_string()));
             }
         }
         out
@@ -364,20 +370,7 @@ mod tests {
 
     /// The protections of the shared arena's pages: (offset, end, perms).
     fn shared_protections(arena: &SharedArena) -> Vec<(usize, usize, String)> {
-        let base = usize::try_from(arena.base().unwrap()).unwrap();
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let mut out = Vec::new();
-        for line in maps.lines() {
-            let mut fields = line.split_whitespace();
-            let (range, perms) = (fields.next().unwrap(), fields.next().unwrap());
-            let (from, to) = range.split_once('-').unwrap();
-            let from = usize::from_str_radix(from, 16).unwrap();
-            let to = usize::from_str_radix(to, 16).unwrap();
-            if from < base + SHARED_ARENA_SIZE && to > base {
-                out.push((from.max(base) - base, to.min(base + SHARED_ARENA_SIZE) - base, perms[..3].to_string()));
-            }
-        }
-        out
+        mapped(arena.base().unwrap(), SHARED_ARENA_SIZE)
     }
 
     #[test]

@@ -327,22 +327,31 @@ impl Jit {
                 }));
                 self.stats.translations += 1;
                 self.stats.translated_instructions += u64::from(t.count);
-                let state = self.state();
-                state.table[2 * slot] = ctx::tag(eip);
-                state.table[2 * slot + 1] = entry.inner;
                 if let Some(map) = &mut self.perf_map {
                     map.record(base + offset as u64, &t.code, eip);
                 }
-                // The translation depends on these bytes: a store to them must drop it.
-                for page in (eip >> PAGE_SHIFT)..=(t.last_byte >> PAGE_SHIFT) {
-                    if u64::from(page) << PAGE_SHIFT < u64::from(mem.size()) {
-                        mem.mark_code_page(page);
-                        self.by_page.entry(page).or_default().push(eip);
-                    }
-                }
+                return self.install(eip, entry, t.last_byte, mem);
             }
         }
         // An entry with count 0 depends on no bytes: the interpreter decides afresh each time.
+        self.blocks.insert(eip, entry);
+        self.last = (eip, entry);
+        entry
+    }
+
+    /// Enters the block `entry` at `eip`, translated from `mem`'s bytes `eip ..= last_byte`,
+    /// in this JIT's cache and chaining table, and marks those bytes' pages: a store to them
+    /// must drop it.
+    fn install(&mut self, eip: u32, entry: Entry, last_byte: u32, mem: &mut GuestMemory) -> Entry {
+        let state = self.state();
+        state.table[2 * entry.slot] = ctx::tag(eip);
+        state.table[2 * entry.slot + 1] = entry.inner;
+        for page in (eip >> PAGE_SHIFT)..=(last_byte >> PAGE_SHIFT) {
+            if u64::from(page) << PAGE_SHIFT < u64::from(mem.size()) {
+                mem.mark_code_page(page);
+                self.by_page.entry(page).or_default().push(eip);
+            }
+        }
         self.blocks.insert(eip, entry);
         self.last = (eip, entry);
         entry
@@ -377,18 +386,7 @@ impl Jit {
             inner_offset: block.inner_offset,
             shared: true,
         };
-        let state = self.state();
-        state.table[2 * slot] = ctx::tag(eip);
-        state.table[2 * slot + 1] = entry.inner;
-        for page in (eip >> PAGE_SHIFT)..=(block.last_byte >> PAGE_SHIFT) {
-            if u64::from(page) << PAGE_SHIFT < u64::from(mem.size()) {
-                mem.mark_code_page(page);
-                self.by_page.entry(page).or_default().push(eip);
-            }
-        }
-        self.blocks.insert(eip, entry);
-        self.last = (eip, entry);
-        entry
+        self.install(eip, entry, block.last_byte, mem)
     }
 
     /// Records the direct exits of `t` (to be inserted at arena offset `at`) and returns the
