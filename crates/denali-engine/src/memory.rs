@@ -82,8 +82,9 @@ impl Backing {
     }
 }
 
-// SAFETY: the bytes belong to `_owner` alone (an anonymous mapping of its own, or a slot the
-// pool hands to one memory at a time), which stays with them wherever the `Backing` goes; they
+// SAFETY: the bytes belong to `_owner` alone (an anonymous mapping of its own, a slot the pool
+// hands to one memory at a time, or a guarded reservation of its own), which stays with them
+// wherever the `Backing` goes; they
 // are reached only through `&self` and `&mut self` of the `Backing`, as for a `Vec<u8>`.
 unsafe impl Send for Backing {}
 // SAFETY: as for `Send`: shared access gives shared slices only.
