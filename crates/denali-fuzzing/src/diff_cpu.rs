@@ -66,7 +66,8 @@ impl DiffCpu {
         let vector = Vector { case, expected };
         // Every engine this host has must agree with the CPU: the interpreter, and the JIT
         // where there is one, in each of its memory modes (checked; guard-region on a guarded
-        // memory, where the host has those).
+        // memory, where the host has those, with addresses formed through GS where the host
+        // allows it and with `lea`, as elsewhere).
         let checked: &NewMemory = &GuestMemory::new;
         let guarded: &NewMemory = &GuestMemory::guarded;
         let mut engines: Vec<(&str, Box<dyn Engine>, &NewMemory)> =
@@ -76,6 +77,10 @@ impl DiffCpu {
         }
         if let Some(jit) = denali_jit::Jit::new().filter(|_| guarded_memory_available()) {
             engines.push(("jit (guarded memory)", Box::new(jit), guarded));
+        }
+        if let Some(mut jit) = denali_jit::Jit::new().filter(|_| guarded_memory_available()) {
+            jit.set_segment_addressing(false);
+            engines.push(("jit (guarded memory, lea)", Box::new(jit), guarded));
         }
         for (name, mut engine, memory) in engines {
             match run_vector_in(engine.as_mut(), &vector, memory) {

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{flat, memories, run};
+use common::{flat, in_mode, memories, run};
 use denali_engine::{Cpu, ExceptionKind, Exit, GuestMemory, Interpreter, SharedCode};
 use denali_jit::{Jit, TIER_UP};
 
@@ -27,7 +27,7 @@ fn agree(setup: &dyn Fn(&mut GuestMemory) -> Cpu, limit: u64) -> (Vec<Exit>, den
         // In the checked mode of fleets, and in guard-region mode.
         for (mode, mut mem) in memories(MEM) {
             let cpu = setup(&mut mem);
-            let mut jit = Jit::tiered(SharedCode::new()).expect("x86-64 host with BMI2");
+            let mut jit = in_mode(mode, Jit::tiered(SharedCode::new()).expect("x86-64 host with BMI2"));
             let got = run(&mut jit, cpu, &mut mem, slice, limit);
             assert_eq!(got, want, "tiered JIT (left, {mode}) differs from the interpreter (right), slice {slice}");
             if mode == "checked" {

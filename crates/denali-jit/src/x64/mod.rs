@@ -111,6 +111,11 @@ pub struct Jit {
     /// The cached blocks are for guard-region mode (a guarded memory: no bounds checks, faults
     /// resumed by `fault.rs`), not the checked mode.
     guarded: bool,
+    /// The cached blocks address guest memory through the GS base (guard-region mode only).
+    segment: bool,
+    /// Whether guard-region mode may address memory through GS where the host allows it (see
+    /// [`Jit::set_segment_addressing`]).
+    segment_allowed: bool,
     /// Guard-region mode: the arena's fault sites (`fault::Site`), sorted (blocks are appended
     /// at increasing offsets); those of dropped blocks stay until the next flush.
     faults: Vec<(u32, u32, u32)>,
@@ -177,6 +182,8 @@ impl Jit {
             perf_map: perf_map::PerfMap::from_env(),
             mem_size: 0,
             guarded: false,
+            segment: false,
+            segment_allowed: true,
             faults: Vec::new(),
             last: NO_LAST,
             missed: false,
@@ -186,6 +193,15 @@ impl Jit {
     /// Cache counters since creation.
     pub fn stats(&self) -> JitStats {
         self.stats
+    }
+
+    /// Whether, in guard-region mode, generated code addresses guest memory through the GS
+    /// segment base where the host lets user code set it (on by default): each access is then
+    /// the guest's own instruction, its 32-bit address formed and wrapped by the CPU. Off, it
+    /// forms each address with a `lea` first, as on hosts without that facility: for tests and
+    /// comparisons of the two.
+    pub fn set_segment_addressing(&mut self, on: bool) {
+        self.segment_allowed = on;
     }
 
     /// Drops every block cached from pages written since the last call. A store to a marked
@@ -283,7 +299,7 @@ impl Jit {
 
     /// Translates and installs the block at `eip` (or records that the interpreter runs it).
     fn translate(&mut self, eip: u32, mem: &mut GuestMemory) -> Entry {
-        let t = translate::translate(eip, mem, self.guarded);
+        let t = translate::translate(eip, mem, self.guarded, self.segment);
         let mut entry = NO_ENTRY;
         // Shared code has no fault sites: only the checked mode shares (fleets run it).
         if t.count > 0
@@ -471,6 +487,22 @@ impl Jit {
 
 /// The rel32 displacement of a `jmp` whose displacement field is at `field`, to `target`
 /// (arena offsets; the arena is far smaller than 2 GiB).
+/// Whether user code may set its GS base with `wrgsbase` (the kernel enabled FSGSBASE, Linux
+/// 5.9 and later): the base translated code addresses guard-region memory through. Glibc and
+/// Rust keep thread-local storage in FS, so GS is free for it.
+fn segment_base_settable() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        /// `HWCAP2_FSGSBASE` (`arch/x86/include/uapi/asm/hwcap2.h`).
+        const FSGSBASE: libc::c_ulong = 1 << 1;
+        static SETTABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        // SAFETY: `getauxval` only reads the auxiliary vector the kernel gave the process.
+        *SETTABLE.get_or_init(|| unsafe { libc::getauxval(libc::AT_HWCAP2) } & FSGSBASE != 0)
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
+}
+
 fn rel32(field: usize, target: usize) -> i32 {
     #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation, reason = "offsets below ARENA_SIZE")]
     let rel = target as i64 - (field as i64 + 4);
@@ -515,7 +547,8 @@ impl Engine for Jit {
         let guarded = mem.is_guarded() && fault::install();
         #[cfg(not(target_os = "linux"))]
         let guarded = false;
-        if mem.size() != self.mem_size || guarded != self.guarded {
+        let segment = guarded && self.segment_allowed && segment_base_settable();
+        if mem.size() != self.mem_size || guarded != self.guarded || segment != self.segment {
             // Blocks translated for another memory size would check the wrong bounds, those of
             // another mode would check none or not record their faults.
             if self.mem_size != 0 {
@@ -523,6 +556,7 @@ impl Engine for Jit {
             }
             self.mem_size = mem.size();
             self.guarded = guarded;
+            self.segment = segment;
         }
         // The interpreter stopped before a hot block at EIP: translate it rather than ask again.
         let mut hot = false;

@@ -9,7 +9,7 @@
 //! | rsi | guest ECX (CL is SIL; CH has no host name, so CH falls back) |
 //! | r12 r13 r14 r15 | guest ESP EBP ESI EDI |
 //! | rdi | the `Ctx` pointer |
-//! | rbp | host address of guest address 0 |
+//! | rbp | host address of guest address 0 (and the GS base, in guard-region mode) |
 //! | r9 | jumps between blocks in this run (`Ctx::runs`) |
 //! | r10 | the code-page table (one byte per page) |
 //! | r11 | the budget left (`Ctx::left`, below 2^31) |
@@ -105,6 +105,8 @@ struct Cand {
     kind: Kind,
     /// Re-encoded host bytes of a `Generic` instruction.
     body: Bytes,
+    /// Its form addressing memory through GS, if any (`Forms::segment`).
+    segment: Bytes,
     /// `lea r8d, [address]` of a `Generic` instruction that accesses memory.
     lea: Bytes,
     read: u32,
@@ -123,6 +125,18 @@ struct Cand {
     /// Its guest memory accesses, and what it does to address registers (for merged checks).
     accesses: Accesses,
     effect: Effect,
+}
+
+/// The host encodings of a guest instruction.
+#[derive(Clone, Copy, Default)]
+struct Forms {
+    /// The instruction with host registers; an access is to `[rbp + r8]`.
+    body: Bytes,
+    /// An access's form that addresses guest memory itself through GS (`segment_form`);
+    /// empty when there is none.
+    segment: Bytes,
+    /// `lea r8d, [guest address]` of an access.
+    lea: Bytes,
 }
 
 /// One encoded host instruction (at most 15 bytes), held inline: a block encodes a few hundred,
@@ -378,10 +392,10 @@ fn near_target(ins: &Instruction) -> Option<u32> {
 
 /// Classifies a validated instruction, re-encoding it when generic. `None`: not translated.
 /// Also returns the undefined-flag fixup it can take and whether its count is CL.
-type Classified = (Kind, Bytes, Bytes, Option<Fixup>, bool);
+type Classified = (Kind, Forms, Option<Fixup>, bool);
 
 fn classify(ins: &Instruction) -> Option<Classified> {
-    let (kind, body, lea) = classify_inner(ins)?;
+    let (kind, forms) = classify_inner(ins)?;
     let m = ins.mnemonic();
     let shift = matches!(m, Mnemonic::Shl | Mnemonic::Shr | Mnemonic::Sar | Mnemonic::Rol | Mnemonic::Ror);
     let count_cl = shift && ins.op1_kind() == OpKind::Register;
@@ -429,11 +443,11 @@ fn classify(ins: &Instruction) -> Option<Classified> {
     } else {
         None
     };
-    Some((kind, body, lea, fix, count_cl))
+    Some((kind, forms, fix, count_cl))
 }
 
 /// Classifies a validated instruction, re-encoding it when generic. `None`: not translated.
-fn classify_inner(ins: &Instruction) -> Option<(Kind, Bytes, Bytes)> {
+fn classify_inner(ins: &Instruction) -> Option<(Kind, Forms)> {
     if ins.has_rep_prefix()
         && !ins.has_repne_prefix()
         && !ins.has_lock_prefix()
@@ -445,7 +459,7 @@ fn classify_inner(ins: &Instruction) -> Option<(Kind, Bytes, Bytes)> {
             Code::Stosd_m32_EAX => 2,
             _ => return None,
         };
-        return Some((Kind::RepStos(shift), Bytes::default(), Bytes::default()));
+        return Some((Kind::RepStos(shift), Forms::default()));
     }
     if ins.has_lock_prefix() || ins.has_rep_prefix() || ins.has_repne_prefix() {
         return None;
@@ -453,21 +467,21 @@ fn classify_inner(ins: &Instruction) -> Option<(Kind, Bytes, Bytes)> {
     let m = ins.mnemonic();
     match ins.code() {
         Code::Push_r32 => {
-            return Some((Kind::PushReg(HOST[guest_num(ins.op0_register())?]), Bytes::default(), Bytes::default()));
+            return Some((Kind::PushReg(HOST[guest_num(ins.op0_register())?]), Forms::default()));
         }
         Code::Pushd_imm8 | Code::Pushd_imm32 => {
             #[allow(clippy::cast_possible_truncation, reason = "the pushed dword (imm8 sign-extended)")]
             let v = ins.immediate(0) as u32;
-            return Some((Kind::PushImm(v), Bytes::default(), Bytes::default()));
+            return Some((Kind::PushImm(v), Forms::default()));
         }
         Code::Pop_r32 => {
-            return Some((Kind::PopReg(HOST[guest_num(ins.op0_register())?]), Bytes::default(), Bytes::default()));
+            return Some((Kind::PopReg(HOST[guest_num(ins.op0_register())?]), Forms::default()));
         }
         Code::Jmp_rel8_32 | Code::Jmp_rel32_32 => {
-            return Some((Kind::Jmp(near_target(ins)?), Bytes::default(), Bytes::default()));
+            return Some((Kind::Jmp(near_target(ins)?), Forms::default()));
         }
-        Code::Call_rel32_32 => return Some((Kind::Call(near_target(ins)?), Bytes::default(), Bytes::default())),
-        Code::Retnd => return Some((Kind::Ret(0), Bytes::default(), Bytes::default())),
+        Code::Call_rel32_32 => return Some((Kind::Call(near_target(ins)?), Forms::default())),
+        Code::Retnd => return Some((Kind::Ret(0), Forms::default())),
         Code::Jmp_rm32 | Code::Call_rm32 => {
             let (reg, lea) = match ins.op0_kind() {
                 OpKind::Register => (Some(HOST[guest_num(ins.op0_register())?]), Bytes::default()),
@@ -475,11 +489,11 @@ fn classify_inner(ins: &Instruction) -> Option<(Kind, Bytes, Bytes)> {
                 _ => return None,
             };
             let kind = if ins.code() == Code::Jmp_rm32 { Kind::JmpInd(reg) } else { Kind::CallInd(reg) };
-            return Some((kind, Bytes::default(), lea));
+            return Some((kind, Forms { lea, ..Forms::default() }));
         }
-        Code::Retnd_imm16 => return Some((Kind::Ret(ins.immediate16()), Bytes::default(), Bytes::default())),
+        Code::Retnd_imm16 => return Some((Kind::Ret(ins.immediate16()), Forms::default())),
         Code::Nopd | Code::Nopw | Code::Nop_rm32 | Code::Nop_rm16 => {
-            return Some((Kind::Nop, Bytes::default(), Bytes::default()));
+            return Some((Kind::Nop, Forms::default()));
         }
         _ => {}
     }
@@ -490,7 +504,7 @@ fn classify_inner(ins: &Instruction) -> Option<(Kind, Bytes, Bytes)> {
         }
         #[allow(clippy::cast_possible_truncation, reason = "iced's condition codes follow the x86 encoding order")]
         let nibble = (cc as u32 - 1) as u8;
-        return Some((Kind::Jcc(near_target(ins)?, nibble), Bytes::default(), Bytes::default()));
+        return Some((Kind::Jcc(near_target(ins)?, nibble), Forms::default()));
     }
     if !generic_mnemonic(m) {
         return None;
@@ -532,11 +546,6 @@ fn classify_inner(ins: &Instruction) -> Option<(Kind, Bytes, Bytes)> {
                     let writes =
                         i == 0 && !matches!(m, Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Mul | Mnemonic::Imul);
                     mem = Some((size, writes));
-                    host.set_memory_base(Register::RBP);
-                    host.set_memory_index(Register::R8);
-                    host.set_memory_index_scale(1);
-                    host.set_memory_displacement64(0);
-                    host.set_memory_displ_size(1);
                 }
                 host.set_segment_prefix(Register::None);
             }
@@ -563,8 +572,51 @@ fn classify_inner(ins: &Instruction) -> Option<(Kind, Bytes, Bytes)> {
         Code::Dec_r16 => host.set_code(Code::Dec_rm16),
         _ => {}
     }
-    let lea = if mem.is_some() { address_lea(ins)? } else { Bytes::default() };
-    Some((Kind::Generic { mem }, encode(&host)?, lea))
+    let forms = match mem {
+        None => Forms { body: encode(&host)?, ..Forms::default() },
+        Some(_) => Forms {
+            body: encode(&at_r8(host))?,
+            segment: segment_form(host, ins).unwrap_or_default(),
+            lea: address_lea(ins)?,
+        },
+    };
+    Some((Kind::Generic { mem }, forms))
+}
+
+/// `host` with its memory operand `[rbp + r8]`: the access at the address `lea` put in r8.
+fn at_r8(mut host: Instruction) -> Instruction {
+    host.set_memory_base(Register::RBP);
+    host.set_memory_index(Register::R8);
+    host.set_memory_index_scale(1);
+    host.set_memory_displacement64(0);
+    host.set_memory_displ_size(1);
+    host
+}
+
+/// The encoding of `host` whose memory operand is the guest's own address, formed with 32-bit
+/// host registers (the address-size prefix makes the CPU wrap the sum at 2^32, as the guest
+/// does) and based at the GS base (guest address 0 in guard-region mode): no `lea`, no r8.
+/// `None` for an absolute address of 2^31 or more, which without a register to size the
+/// address would be sign-extended to 64 bits, below the memory.
+fn segment_form(mut host: Instruction, guest: &Instruction) -> Option<Bytes> {
+    // A 32-bit guest register's 32-bit host register.
+    let map = |r: Register| match r {
+        Register::None => Some(Register::None),
+        r => guest_num(r).and(map_reg(r)),
+    };
+    let (base, index) = (map(guest.memory_base())?, map(guest.memory_index())?);
+    let disp = guest.memory_displacement32();
+    // (iced refuses such a displacement in 64-bit addressing too; this does not rely on it.)
+    if base == Register::None && index == Register::None && disp >= 1 << 31 {
+        return None;
+    }
+    host.set_memory_base(base);
+    host.set_memory_index(index);
+    host.set_memory_index_scale(guest.memory_index_scale());
+    host.set_memory_displacement64(u64::from(disp));
+    host.set_memory_displ_size(if base == Register::None { 4 } else { 1 });
+    host.set_segment_prefix(Register::GS);
+    encode(&host)
 }
 
 /// Decodes the candidate instructions of the block at `start` (inside memory).
@@ -578,7 +630,7 @@ fn candidates(start: u32, mem: &GuestMemory) -> Vec<Cand> {
         if ins.code() == Code::INVALID || denali_isa::validate::check(&ins).is_err() {
             break;
         }
-        let Some((kind, body, lea, fix, count_cl)) = classify(&ins) else { break };
+        let Some((kind, Forms { body, segment, lea }, fix, count_cl)) = classify(&ins) else { break };
         #[allow(clippy::cast_possible_truncation, reason = "at most 15")]
         let next = ip.wrapping_add(ins.len() as u32);
         let logical = matches!(ins.mnemonic(), Mnemonic::And | Mnemonic::Or | Mnemonic::Xor | Mnemonic::Test);
@@ -616,6 +668,7 @@ fn candidates(start: u32, mem: &GuestMemory) -> Vec<Cand> {
             next,
             kind,
             body,
+            segment,
             lea,
             read,
             modified,
@@ -994,9 +1047,11 @@ fn emit_checks(
 
 /// Translates the block at `start`, which lies inside memory. `guarded`: for guard-region
 /// mode (a guarded memory, the fault handler installed): accesses are not bounds-checked, and
-/// the translation lists where they may fault (`Translation::faults`).
-pub(crate) fn translate(start: u32, mem: &GuestMemory, guarded: bool) -> Translation {
-    translate_checked(start, mem, guarded).unwrap_or(Translation {
+/// the translation lists where they may fault (`Translation::faults`). `segment` (with
+/// `guarded`): the GS base may be set (`fault::segment_base_settable`), and accesses address
+/// guest memory through it.
+pub(crate) fn translate(start: u32, mem: &GuestMemory, guarded: bool, segment: bool) -> Translation {
+    translate_checked(start, mem, guarded, guarded && segment).unwrap_or(Translation {
         code: Vec::new(),
         count: 0,
         last_byte: start,
@@ -1006,7 +1061,7 @@ pub(crate) fn translate(start: u32, mem: &GuestMemory, guarded: bool) -> Transla
     })
 }
 
-fn translate_checked(start: u32, mem: &GuestMemory, guarded: bool) -> Option<Translation> {
+fn translate_checked(start: u32, mem: &GuestMemory, guarded: bool, segment: bool) -> Option<Translation> {
     let mut c = candidates(start, mem);
     let keep = safe_prefix(&c);
     c.truncate(keep);
@@ -1029,6 +1084,10 @@ fn translate_checked(start: u32, mem: &GuestMemory, guarded: bool) -> Option<Tra
         ; mov r10, QWORD [rdi + ctx::CODE_PAGES]
         ; mov r11, QWORD [rdi + ctx::LEFT]
     );
+    if segment {
+        // The GS base is this thread's, and the runtime may have run another memory on it.
+        dynasm!(a ; .arch x64 ; wrgsbase rbp);
+    }
     // The guest flags are always in the host flags: a chained entry cannot know which flags
     // its predecessor wrote, so every exit saves them and every outer entry loads them. Not
     // with `popfq` (microcoded, the slowest instruction of an entry): the `cmp` sets OF
@@ -1107,7 +1166,7 @@ fn translate_checked(start: u32, mem: &GuestMemory, guarded: bool) -> Option<Tra
                 && matches!(c[j - 1].kind, Kind::Generic { mem: None } | Kind::Nop)
         })
         .collect();
-    let b = Body { c: &c, start, own, mem_size, eager: &eager, deferred: &deferred, early: &early, guarded };
+    let b = Body { c: &c, start, own, mem_size, eager: &eager, deferred: &deferred, early: &early, guarded, segment };
     // The `lea` whose address r8 holds and the guest registers that address is made of, while
     // both are known: an access to the same address (a load and a store of one operand, a
     // check and its access) needs no `lea` of its own. Only the block's start is a jump target
@@ -1175,7 +1234,7 @@ fn translate_checked(start: u32, mem: &GuestMemory, guarded: bool) -> Option<Tra
             let _ = emit_instruction(a, &b, this, &mut scratch);
         });
         emit_instruction(&mut a, &b, this, &mut out)?;
-        r8 = r8_after(cand, r8);
+        r8 = r8_after(cand, r8, segment);
         if out.ended {
             // Nothing falls through past a block's last exit: the trampolines go there.
             islands.flush(&mut a, false);
@@ -1248,11 +1307,21 @@ fn registers(base: Option<usize>, index: Option<usize>) -> u8 {
     base.into_iter().chain(index).fold(0, |mask, r| mask | 1 << r)
 }
 
-/// What r8 holds after `cand` ran, given what it held before (see `translate_checked`).
-fn r8_after(cand: &Cand, before: Option<(Bytes, u8)>) -> Option<(Bytes, u8)> {
+/// Whether `cand`'s access addresses guest memory through GS (`Forms::segment`) when
+/// `segment` allows it: not when its fixup is of the memory operand, which it finds at
+/// `[rbp + r8]`.
+fn through_segment(segment: bool, cand: &Cand) -> bool {
+    segment && !cand.segment.is_empty() && cand.fix.is_none_or(|f| f.dst.is_some())
+}
+
+/// What r8 holds after `cand` ran, given what it held before (see `translate_checked`);
+/// `segment` as for [`through_segment`].
+fn r8_after(cand: &Cand, before: Option<(Bytes, u8)>, segment: bool) -> Option<(Bytes, u8)> {
     let held = match cand.kind {
         // SHR's fixup of a register keeps the original operand in r8 (`fix_before`).
         _ if cand.fix.is_some_and(|f| f.op == FixOp::Shr && f.dst.is_some()) => None,
+        // No `lea` of its own.
+        Kind::Generic { mem: Some(_) } if through_segment(segment, cand) => before,
         Kind::Generic { mem: Some(_) } => {
             let a = cand.accesses.iter().next()?;
             Some((cand.lea, registers(a.base, a.index)))
@@ -1291,6 +1360,8 @@ struct Body<'a> {
     early: &'a [bool],
     /// Guard-region mode: record where accesses may fault (`Out::faults`).
     guarded: bool,
+    /// Accesses may address guest memory through GS (`Forms::segment`).
+    segment: bool,
 }
 
 /// Emits instruction `i` (after its checks).
@@ -1321,7 +1392,8 @@ fn emit_instruction(
             // r8, rcx or the Ctx) come before the host instruction, whose own access faults
             // before it writes anything (a read-modify-write reads first; x86 commits no part
             // of a faulting store).
-            if mem.is_some() && !r8_ready {
+            let via_segment = through_segment(b.segment, cand);
+            if mem.is_some() && !r8_ready && !via_segment {
                 a.extend(cand.lea.iter());
             }
             let fix = cand.fix.filter(|_| b.eager[i]);
@@ -1342,7 +1414,7 @@ fn emit_instruction(
                 // SHR's fixup moved to the exits: they need the original operand.
                 save_original(a, f, i)?;
             }
-            a.extend(cand.body.iter());
+            a.extend(if via_segment { cand.segment.iter() } else { cand.body.iter() });
             if mem.is_some() {
                 may_fault(a, from);
             }

@@ -13,7 +13,7 @@ pub struct Run {
     pub memory: u64,
 }
 
-fn digest(bytes: &[u8]) -> u64 {
+pub fn digest(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
 
@@ -50,14 +50,23 @@ pub fn run(engine: &mut dyn Engine, mut cpu: Cpu, mem: &mut GuestMemory, slice: 
     Run { exits, cpu, memory: digest(mem.as_slice()) }
 }
 
-/// The memories the JIT runs on in the tests: the checked mode's, and where the host has it a
-/// guarded one (guard-region mode).
+/// The memories the JIT runs on in the tests, by mode: the checked mode's, and where the host
+/// has it a guarded one (guard-region mode) twice: `"guarded, lea"` (addresses formed by `lea`,
+/// as on hosts that cannot set the GS base) and `"guarded"` (as `denali run` gives it).
 pub fn memories(mem_size: u64) -> Vec<(&'static str, GuestMemory)> {
     let mut out = vec![("checked", GuestMemory::new(mem_size).unwrap())];
     if cfg!(target_os = "linux") {
-        out.push(("guarded", GuestMemory::guarded(mem_size).expect("a guarded memory on Linux x86-64")));
+        for mode in ["guarded, lea", "guarded"] {
+            out.push((mode, GuestMemory::guarded(mem_size).expect("a guarded memory on Linux x86-64")));
+        }
     }
     out
+}
+
+/// Sets `jit` up for `mode` (of [`memories`]).
+pub fn in_mode(mode: &str, mut jit: Jit) -> Jit {
+    jit.set_segment_addressing(mode != "guarded, lea");
+    jit
 }
 
 /// Runs the guest that `setup` builds on the interpreter and on the JIT in each mode
@@ -75,7 +84,7 @@ pub fn each(
     let mut out = Vec::new();
     for (mode, mut mem) in memories(mem_size) {
         let cpu = setup(&mut mem);
-        let mut jit = Jit::new().expect("x86-64 host with BMI2");
+        let mut jit = in_mode(mode, Jit::new().expect("x86-64 host with BMI2"));
         let got = run(&mut jit, cpu, &mut mem, slice, limit);
         if let Some(at) = mem.as_slice().iter().zip(mem_i.as_slice()).position(|(a, b)| a != b) {
             let (a, b) = (&mem.as_slice()[at..at + 8], &mem_i.as_slice()[at..at + 8]);
