@@ -74,6 +74,35 @@ fn loops_agree_with_the_interpreter_and_are_translated() {
     }
 }
 
+/// MOVs with an absolute `moffs` operand (what compilers emit for `mov eax, [global]`) are
+/// translated, in every width, loads and stores, and one at 2^31 or above faults exactly.
+#[test]
+fn absolute_moves_are_translated() {
+    let code = [
+        0xB9, 0x64, 0x00, 0x00, 0x00, // mov ecx, 100
+        0xA1, 0x00, 0x30, 0x00, 0x00, // l: mov eax, [0x3000]
+        0x01, 0xC8, // add eax, ecx
+        0xA3, 0x00, 0x30, 0x00, 0x00, // mov [0x3000], eax
+        0xA0, 0x04, 0x30, 0x00, 0x00, // mov al, [0x3004]
+        0x00, 0xC8, // add al, cl
+        0xA2, 0x05, 0x30, 0x00, 0x00, // mov [0x3005], al
+        0x66, 0xA1, 0x06, 0x30, 0x00, 0x00, // mov ax, [0x3006]
+        0x66, 0x01, 0xC8, // add ax, cx
+        0x66, 0xA3, 0x07, 0x30, 0x00, 0x00, // mov [0x3007], ax
+        0x49, // dec ecx
+        0x75, 0xD6, // jnz l
+        0xA1, 0x00, 0x00, 0x00, 0x80, // mov eax, [0x80000000]: outside memory
+        0xCD, 0xD0, // int 0xd0
+    ];
+    for slice in [u64::MAX, 5] {
+        let (run, jit) = same(0x10_0000, &flat(&code), slice, 1_000_000);
+        assert_eq!(run.cpu.instructions, 1 + 11 * 100);
+        if slice > 5 {
+            assert!(jit.stats().interpreted < 10, "{:?}", jit.stats());
+        }
+    }
+}
+
 /// Accesses to one address share the `lea` that forms it, but only while r8 still holds it:
 /// a change of the address's register (even by a constant, which merges the two accesses'
 /// checks into one), or SHR's fixup (which keeps its operand in r8), forms it again.

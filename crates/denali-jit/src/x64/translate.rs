@@ -509,7 +509,7 @@ fn classify_inner(ins: &Instruction) -> Option<(Kind, Forms)> {
     if !generic_mnemonic(m) {
         return None;
     }
-    let mut host = *ins;
+    let mut host = modrm_form(ins)?;
     let mut mem = None;
     for i in 0..ins.op_count() {
         match ins.op_kind(i) {
@@ -581,6 +581,28 @@ fn classify_inner(ins: &Instruction) -> Option<(Kind, Forms)> {
         },
     };
     Some((Kind::Generic { mem }, forms))
+}
+
+/// A MOV with a `moffs` operand (`mov eax, [address]` and the like) in its ModRM encoding,
+/// the same access with operands in the same order, which can be re-addressed (a `moffs`
+/// has no base or index); any other instruction as it is.
+fn modrm_form(ins: &Instruction) -> Option<Instruction> {
+    let (code, store) = match ins.code() {
+        Code::Mov_AL_moffs8 => (Code::Mov_r8_rm8, false),
+        Code::Mov_AX_moffs16 => (Code::Mov_r16_rm16, false),
+        Code::Mov_EAX_moffs32 => (Code::Mov_r32_rm32, false),
+        Code::Mov_moffs8_AL => (Code::Mov_rm8_r8, true),
+        Code::Mov_moffs16_AX => (Code::Mov_rm16_r16, true),
+        Code::Mov_moffs32_EAX => (Code::Mov_rm32_r32, true),
+        _ => return Some(*ins),
+    };
+    let mem = MemoryOperand::with_displ(u64::from(ins.memory_displacement32()), 4);
+    let made = if store {
+        Instruction::with2(code, mem, ins.op1_register())
+    } else {
+        Instruction::with2(code, ins.op0_register(), mem)
+    };
+    made.ok()
 }
 
 /// `host` with its memory operand `[rbp + r8]`: the access at the address `lea` put in r8.
