@@ -483,13 +483,18 @@ fn classify_inner(ins: &Instruction) -> Option<(Kind, Forms)> {
         Code::Call_rel32_32 => return Some((Kind::Call(near_target(ins)?), Forms::default())),
         Code::Retnd => return Some((Kind::Ret(0), Forms::default())),
         Code::Jmp_rm32 | Code::Call_rm32 => {
-            let (reg, lea) = match ins.op0_kind() {
-                OpKind::Register => (Some(HOST[guest_num(ins.op0_register())?]), Bytes::default()),
-                OpKind::Memory => (None, address_lea(ins)?),
+            let (reg, forms) = match ins.op0_kind() {
+                OpKind::Register => (Some(HOST[guest_num(ins.op0_register())?]), Forms::default()),
+                OpKind::Memory => {
+                    // The target's load into rcx, through GS where it may.
+                    let load = Instruction::with2(Code::Mov_r32_rm32, Register::ECX, MemoryOperand::default()).ok()?;
+                    let segment = segment_form(load, ins).unwrap_or_default();
+                    (None, Forms { lea: address_lea(ins)?, segment, ..Forms::default() })
+                }
                 _ => return None,
             };
             let kind = if ins.code() == Code::Jmp_rm32 { Kind::JmpInd(reg) } else { Kind::CallInd(reg) };
-            return Some((kind, Forms { lea, ..Forms::default() }));
+            return Some((kind, forms));
         }
         Code::Retnd_imm16 => return Some((Kind::Ret(ins.immediate16()), Forms::default())),
         Code::Nopd | Code::Nopw | Code::Nop_rm32 | Code::Nop_rm16 => {
@@ -1498,6 +1503,7 @@ fn emit_instruction(
             // The target first (from the register or memory before the push).
             match reg {
                 Some(r) => dynasm!(a ; .arch x64 ; mov ecx, Rd(r)),
+                None if b.segment && !cand.segment.is_empty() => a.extend(cand.segment.iter()),
                 None => {
                     a.extend(cand.lea.iter());
                     dynasm!(a ; .arch x64 ; mov ecx, DWORD [rbp + r8]);
