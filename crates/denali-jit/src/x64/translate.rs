@@ -487,7 +487,8 @@ fn classify_inner(ins: &Instruction) -> Option<(Kind, Forms)> {
                 OpKind::Register => (Some(HOST[guest_num(ins.op0_register())?]), Forms::default()),
                 OpKind::Memory => {
                     // The target's load into rcx, through GS where it may.
-                    let load = Instruction::with2(Code::Mov_r32_rm32, Register::ECX, MemoryOperand::default()).ok()?;
+                    let load =
+                        Instruction::with2(Code::Mov_r32_rm32, Register::ECX, MemoryOperand::with_displ(0, 4)).ok()?;
                     let segment = segment_form(load, ins).unwrap_or_default();
                     (None, Forms { lea: address_lea(ins)?, segment, ..Forms::default() })
                 }
