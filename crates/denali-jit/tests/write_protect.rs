@@ -165,3 +165,51 @@ fn a_translated_store_to_code_only_the_interpreter_cached_takes_effect() {
     assert_eq!(cpu.regs[1], 0x101);
     assert!(stats.guard_faults > 0, "{stats:?}");
 }
+
+/// A disk read (the device's DMA through `GuestMemory`) over a translated function: the page
+/// was protected, the device's write makes it writable and drops the translation, and the
+/// next call runs the bytes read. The same outcome and state as under the interpreter.
+#[test]
+fn a_disk_read_into_translated_code_takes_effect() {
+    use denali_kernel::{DiskImage, Image, Outcome, Vm, VmConfig};
+    let dir = std::env::temp_dir().join(format!("denali-jit-write-protect-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("disk.img");
+    let mut block = vec![0u8; 4096];
+    block[..6].copy_from_slice(&[0xB8, 0x2A, 0x00, 0x00, 0x00, 0xC3]); // mov eax, 42; ret
+    std::fs::write(&path, &block).unwrap();
+    let mut image = vec![0u8; 0x2006];
+    let code = [
+        0xE8, 0xFB, 0x1F, 0x00, 0x00, // 0x1000 call 0x3000 (translates it: EAX = 7)
+        0x89, 0xC6, // 0x1005 mov esi, eax
+        // A disk request block at 0x8000: read block 0 of disk 0 into 0x3000.
+        0xC7, 0x05, 0x00, 0x80, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, // 0x1007 mov dword [0x8000], 1
+        0xC7, 0x05, 0x04, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // 0x1011 mov dword [0x8004], 0
+        0xC7, 0x05, 0x08, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // 0x101B mov dword [0x8008], 0
+        0xC7, 0x05, 0x0C, 0x80, 0x00, 0x00, 0x00, 0x30, 0x00, 0x00, // 0x1025 mov dword [0x800C], 0x3000
+        0xB8, 0x00, 0x80, 0x00, 0x00, // 0x102F mov eax, 0x8000
+        0xE7, 0x40, // 0x1034 out DISK_REQUEST, eax
+        0x83, 0x3D, 0x14, 0x80, 0x00, 0x00, 0xFF, // 0x1036 L: cmp dword [0x8014], PENDING
+        0x74, 0xF7, // 0x103D je L
+        0xE8, 0xBC, 0x1F, 0x00, 0x00, // 0x103F call 0x3000
+        0xCD, 0xD0, // 0x1044 terminate
+    ];
+    image[..code.len()].copy_from_slice(&code);
+    image[0x2000..].copy_from_slice(&[0xB8, 0x07, 0x00, 0x00, 0x00, 0xC3]); // 0x3000 mov eax, 7; ret
+    let image = Image::flat(&image, 0x1000, Some(0x1000)).unwrap();
+    let config = VmConfig::default();
+    let run = |engine: Box<dyn Engine>, memory: GuestMemory| {
+        let mut vm = Vm::new_in(&image, memory, config.vm_id, engine, Box::new(std::io::sink())).unwrap();
+        vm.attach_disk(DiskImage::open(&path, true).unwrap());
+        let outcome = vm.run(Some(10_000_000)).unwrap();
+        (outcome, *vm.cpu(), vm.memory().code_unprotects())
+    };
+    let size = u64::from(config.mem_size);
+    let (want, want_cpu, _) = run(Box::new(denali_engine::Interpreter::new()), GuestMemory::new(size).unwrap());
+    assert!(matches!(want, Outcome::Terminated(_)), "{want:?}");
+    assert_eq!((want_cpu.regs[6], want_cpu.regs[0]), (7, 42));
+    let (got, got_cpu, unprotects) = run(Box::new(Jit::new().expect("BMI2 host")), GuestMemory::guarded(size).unwrap());
+    assert_eq!((got, got_cpu), (want, want_cpu));
+    assert!(unprotects > 0, "the translated function's page was not protected when the disk wrote it");
+    let _ = std::fs::remove_dir_all(&dir);
+}
