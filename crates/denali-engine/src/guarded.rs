@@ -41,9 +41,21 @@ impl Reservation {
         unsafe { self.start.add(GUARD) }
     }
 
-    /// The guest's bytes (read+write from `base` on).
+    /// The guest's bytes (read+write from `base` on, but for pages made read-only).
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Makes the guest bytes `offset .. offset + len` (whole pages, inside `0 .. len()`)
+    /// read-only, or read+write again.
+    pub fn set_writable(&self, offset: usize, len: usize, writable: bool) -> std::io::Result<()> {
+        assert!(offset.is_multiple_of(4096) && len.is_multiple_of(4096) && offset + len <= self.len);
+        let flags = if writable { MprotectFlags::READ | MprotectFlags::WRITE } else { MprotectFlags::READ };
+        // SAFETY: whole pages of the guest's bytes, inside the mapping this value owns; only
+        // their access changes (nothing is unmapped or moved). Rust code writes them only
+        // through `GuestMemory`, which makes a page writable again before it writes it.
+        unsafe { mprotect(self.base().as_ptr().add(offset).cast(), len, flags) }?;
+        Ok(())
     }
 }
 

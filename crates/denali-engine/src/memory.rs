@@ -33,6 +33,15 @@ pub struct OutOfBounds(pub u32);
 const CODE: u8 = 1;
 /// Bit of a `code_pages` byte: the next page holds cached code.
 const NEXT_CODE: u8 = 2;
+/// Bit of a `code_pages` byte (a guarded memory): the page is write-protected in the host, so
+/// a store to it from translated code faults. Set only with [`CODE`], and cleared (the page
+/// made writable again) before anything writes the page through `GuestMemory`.
+const PROTECTED: u8 = 4;
+/// Most pages a guarded memory keeps write-protected at once. Each run of protected pages
+/// splits the reservation's host mapping (two more mappings), and Linux caps a process near
+/// 65,530 mappings: past this, protection stops for the memory (engines check every store
+/// instead) rather than let a guest's scattered code use up the process's mappings.
+const MAX_PROTECTED: usize = 4096;
 /// Bytes of the code-page table of a guarded memory: one per page of the 32-bit space, since
 /// the JIT's guard-region mode looks up a store's page before (without) any bounds check.
 const GUARDED_TABLE: usize = 1 << 20;
@@ -59,7 +68,7 @@ enum Owner {
     },
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     Guarded {
-        _reservation: crate::guarded::Reservation,
+        reservation: crate::guarded::Reservation,
     },
 }
 
@@ -72,7 +81,7 @@ impl Backing {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     fn guarded(reservation: crate::guarded::Reservation) -> Backing {
         let (len, base) = (reservation.len(), reservation.base());
-        Backing { base, len, _owner: Owner::Guarded { _reservation: reservation } }
+        Backing { base, len, _owner: Owner::Guarded { reservation } }
     }
 
     fn template(mut slot: Slot) -> Backing {
@@ -133,6 +142,23 @@ impl std::ops::DerefMut for Table {
     }
 }
 
+/// Write protection of the pages holding cached code (guarded memories): lets the JIT's
+/// guard-region translations store without a code-page check, a store to code faulting
+/// instead (see [`GuestMemory::protect_code_pages`]).
+#[derive(Default)]
+struct Protection {
+    /// Pages whose [`CODE`] bit was set since the last `protect_code_pages`: every page marked
+    /// as code is either [`PROTECTED`] or listed here (maybe twice, or since written).
+    pending: Vec<u32>,
+    /// Pages protected now.
+    protected: usize,
+    /// Writes that had to make a protected page writable again, since creation.
+    unprotects: u64,
+    /// Protection has stopped for good (the host refused a change, too many pages, or an
+    /// engine gave up on it): no page is protected, and none will be.
+    off: bool,
+}
+
 /// The physical memory of one VM.
 pub struct GuestMemory {
     map: Backing,
@@ -144,6 +170,8 @@ pub struct GuestMemory {
     written_code_pages: Vec<u32>,
     /// Stores that hit a page marked as code, since creation.
     code_writes: u64,
+    /// Guarded memories only.
+    protection: Option<Protection>,
 }
 
 impl GuestMemory {
@@ -179,6 +207,7 @@ impl GuestMemory {
             let table =
                 MmapOptions::new().len(GUARDED_TABLE).map_anon().map_err(|source| MemoryError::Map { size, source })?;
             memory.code_pages = Table::Whole(table);
+            memory.protection = Some(Protection::default());
             Ok(memory)
         }
         #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
@@ -222,7 +251,13 @@ impl GuestMemory {
 
     fn with(map: Backing) -> GuestMemory {
         let pages = map.len() / PAGE_SIZE as usize;
-        GuestMemory { map, code_pages: Table::Own(vec![0; pages]), written_code_pages: Vec::new(), code_writes: 0 }
+        GuestMemory {
+            map,
+            code_pages: Table::Own(vec![0; pages]),
+            written_code_pages: Vec::new(),
+            code_writes: 0,
+            protection: None,
+        }
     }
 
     /// Whether the memory shares the pages it has not written with its template's other VMs.
@@ -347,6 +382,10 @@ impl GuestMemory {
         let (first_page, last_page) = (first >> shift, last >> shift);
         for page in first_page..=last_page {
             if self.code_pages[page] & CODE != 0 {
+                if self.code_pages[page] & PROTECTED != 0 {
+                    // Before the caller writes: the write would fault in Rust code.
+                    self.unprotect(page);
+                }
                 self.code_pages[page] &= !CODE;
                 if let Some(previous) = self.previous_page(page) {
                     self.code_pages[previous] &= !NEXT_CODE;
@@ -361,9 +400,130 @@ impl GuestMemory {
     /// Records that an engine cached code decoded from `page`, so that writes to it are reported.
     pub fn mark_code_page(&mut self, page: u32) {
         let page = page as usize;
+        if self.code_pages[page] & CODE == 0
+            && let Some(protection) = &mut self.protection
+            && !protection.off
+        {
+            #[allow(clippy::cast_possible_truncation, reason = "page numbers of a 32-bit space fit in u32")]
+            protection.pending.push(page as u32);
+        }
         self.code_pages[page] |= CODE;
         if let Some(previous) = self.previous_page(page) {
             self.code_pages[previous] |= NEXT_CODE;
+        }
+    }
+
+    /// Guarded memories: write-protects (read-only in the host) every page marked as code, by
+    /// any engine, that is not protected yet, so that a store to it from translated code
+    /// faults where it would otherwise have to check the code-page table (the JIT's
+    /// guard-region mode resumes such a fault at the store's instruction, which its
+    /// interpreter then runs through [`GuestMemory::write`]). Every write made through
+    /// `GuestMemory` makes its page writable again first and reports it as written code, as
+    /// for any code page. Called before translated code runs, not at every mark: code and
+    /// data sharing a page cost the interpreter no protection change per store.
+    ///
+    /// Whether every page marked as code is now write-protected: false for other memories,
+    /// and for good once protection stopped ([`GuestMemory::stop_protecting_code`]; also when
+    /// the host refuses a change or more than `MAX_PROTECTED` pages would be protected), after
+    /// which engines must check stores against the table again.
+    pub fn protect_code_pages(&mut self) -> bool {
+        let Some(protection) = &mut self.protection else { return false };
+        if protection.off {
+            return false;
+        }
+        if protection.pending.is_empty() {
+            return true;
+        }
+        let mut pending = std::mem::take(&mut protection.pending);
+        pending.sort_unstable();
+        pending.dedup();
+        pending.retain(|&page| self.code_pages[page as usize] & (CODE | PROTECTED) == CODE);
+        let mut protected = protection.protected;
+        let mut ok = protected + pending.len() <= MAX_PROTECTED;
+        // One change per run of adjacent pages.
+        let mut runs = pending.chunk_by(|a, b| a + 1 == *b);
+        while ok && let Some(run) = runs.next() {
+            ok = self.set_writable(run[0] as usize, run.len(), false);
+            if ok {
+                for &page in run {
+                    self.code_pages[page as usize] |= PROTECTED;
+                }
+                protected += run.len();
+            }
+        }
+        pending.clear();
+        if let Some(protection) = &mut self.protection {
+            protection.protected = protected;
+            // The allocation, for the next pages.
+            protection.pending = pending;
+        }
+        if !ok {
+            self.stop_protecting_code();
+        }
+        ok
+    }
+
+    /// Makes every page writable again and stops protecting code for good (no-op for a
+    /// memory that does not): for an engine that finds protection costs more than it saves
+    /// (code and data written again and again on one page: a fault and two protection changes
+    /// per write), and after the host refused a change.
+    pub fn stop_protecting_code(&mut self) {
+        let Some(protection) = &mut self.protection else { return };
+        if protection.off {
+            return;
+        }
+        protection.off = true;
+        protection.pending = Vec::new();
+        if protection.protected == 0 {
+            return;
+        }
+        protection.protected = 0;
+        // One change over the whole memory: it merges the host's mappings and never splits
+        // one, so it does not fail for want of mappings.
+        let pages = self.map.len() / PAGE_SIZE as usize;
+        assert!(self.set_writable(0, pages, true), "cannot make guest memory writable again");
+        for byte in &mut self.code_pages[..pages] {
+            *byte &= !PROTECTED;
+        }
+    }
+
+    /// How many writes made a write-protected page writable again, since creation (each cost
+    /// a protection change, and the page's protection another when code is cached from it
+    /// again).
+    pub fn code_unprotects(&self) -> u64 {
+        self.protection.as_ref().map_or(0, |p| p.unprotects)
+    }
+
+    /// Makes protected `page` writable (before a write to it).
+    fn unprotect(&mut self, page: usize) {
+        if self.set_writable(page, 1, true) {
+            self.code_pages[page] &= !PROTECTED;
+            if let Some(protection) = &mut self.protection {
+                protection.protected -= 1;
+                protection.unprotects += 1;
+            }
+        } else {
+            // Out of host mappings (the change splits one): all pages writable in one change.
+            self.stop_protecting_code();
+        }
+    }
+
+    /// Sets the host protection of `pages` pages from `page` on (read-only or read+write);
+    /// whether it could. Guarded memories only.
+    ///
+    /// Why this is sound with respect to other threads: a guarded memory belongs to one VM,
+    /// run on one thread at a time, and its protection changes only through `&mut self`, so
+    /// no other thread accesses its pages meanwhile (another VM's memory is another
+    /// reservation); a fault on a protected page from that VM's translated code is resumed by
+    /// the JIT's handler on the thread that runs it.
+    fn set_writable(&self, page: usize, pages: usize, writable: bool) -> bool {
+        let page_size = PAGE_SIZE as usize;
+        match &self.map._owner {
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+            Owner::Guarded { reservation } => {
+                reservation.set_writable(page * page_size, pages * page_size, writable).is_ok()
+            }
+            _ => false,
         }
     }
 
@@ -401,8 +561,11 @@ impl GuestMemory {
     /// `a + n <= size()`, and only while it holds `&mut self` (or `&self` for reads); every store
     /// it makes that touches a page holding cached code must instead go through
     /// [`GuestMemory::write`] (so the write is recorded): a store of at most `PAGE_SIZE` bytes
-    /// may be made directly when the `code_page_table` byte of its first page is zero. The pointer stays valid for the life of
-    /// `self`: the mapping never moves.
+    /// may be made directly when the `code_page_table` byte of its first page is zero. On a
+    /// guarded memory whose [`GuestMemory::protect_code_pages`] returned true, a store to a
+    /// page holding cached code faults (it is read-only): only code whose faults are resumed
+    /// (the JIT's guard-region mode) may store without looking at the table, and never Rust
+    /// code. The pointer stays valid for the life of `self`: the mapping never moves.
     pub fn host_base(&mut self) -> *mut u8 {
         self.map.as_mut_ptr()
     }
@@ -482,6 +645,84 @@ mod tests {
         assert_ne!(mem.code_pages[GUARDED_TABLE - 1], 0);
         mem.write_u8(0, 1).unwrap();
         assert_eq!(mem.code_pages[GUARDED_TABLE - 1], 0);
+    }
+
+    /// The host protection (`/proc/self/maps`: "rw-p", "r--p", "---p") of guest page `page`.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn host_protection(mem: &mut GuestMemory, page: usize) -> String {
+        let addr = mem.host_base() as usize + page * PAGE_SIZE as usize;
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        for line in maps.lines() {
+            let mut fields = line.split_whitespace();
+            let (range, perms) = (fields.next().unwrap(), fields.next().unwrap());
+            let (start, end) = range.split_once('-').unwrap();
+            let (start, end) = (usize::from_str_radix(start, 16).unwrap(), usize::from_str_radix(end, 16).unwrap());
+            if (start..end).contains(&addr) {
+                return perms.to_string();
+            }
+        }
+        panic!("{addr:#x} is not mapped");
+    }
+
+    /// Code pages of a guarded memory are read-only in the host once protected, and every write
+    /// through the memory (a store, `fill`, a write straddling into one) makes its page
+    /// writable again first (without that, the write below dies of SIGSEGV) and reports it.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[test]
+    fn guarded_code_pages_are_write_protected_until_written() {
+        let mut mem = GuestMemory::guarded(0x10000).unwrap();
+        mem.mark_code_page(2);
+        mem.mark_code_page(3);
+        mem.mark_code_page(5);
+        assert_eq!(host_protection(&mut mem, 2), "rw-p", "marking alone protects nothing");
+        assert!(mem.protect_code_pages());
+        for (page, perms) in [(1, "rw-p"), (2, "r--p"), (3, "r--p"), (4, "rw-p"), (5, "r--p"), (6, "rw-p")] {
+            assert_eq!(host_protection(&mut mem, page), perms, "page {page}");
+        }
+        // Reads are unaffected.
+        assert_eq!(mem.read_u32(0x2000), Ok(0));
+        mem.write_u32(0x2FFE, 0xAABB_CCDD).unwrap(); // straddles pages 2 and 3
+        assert_eq!(mem.read_u32(0x2FFE), Ok(0xAABB_CCDD));
+        assert_eq!((host_protection(&mut mem, 2), host_protection(&mut mem, 3)), ("rw-p".into(), "rw-p".into()));
+        assert_eq!(mem.take_written_code_pages(), vec![2, 3]);
+        mem.fill(0x5000, 16, 0xCC).unwrap();
+        assert_eq!(host_protection(&mut mem, 5), "rw-p");
+        assert_eq!((mem.code_write_count(), mem.code_unprotects()), (3, 3));
+        // Marked again, protected again.
+        mem.mark_code_page(2);
+        assert!(mem.protect_code_pages());
+        assert_eq!(host_protection(&mut mem, 2), "r--p");
+        // Stopped: everything writable, nothing protected again.
+        mem.stop_protecting_code();
+        assert_eq!(host_protection(&mut mem, 2), "rw-p");
+        mem.mark_code_page(7);
+        assert!(!mem.protect_code_pages());
+        assert_eq!(host_protection(&mut mem, 7), "rw-p");
+        mem.write_u8(0x2000, 1).unwrap();
+        assert_eq!(mem.code_unprotects(), 3);
+        // Other memories protect nothing.
+        let mut plain = GuestMemory::new(0x4000).unwrap();
+        plain.mark_code_page(1);
+        assert!(!plain.protect_code_pages());
+    }
+
+    /// More code pages than a memory may keep protected: protection stops, all pages writable.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[test]
+    fn guarded_memory_with_too_many_code_pages_stops_protecting() {
+        let pages = 2 * MAX_PROTECTED as u32 + 2;
+        let mut mem = GuestMemory::guarded(u64::from(pages) * u64::from(PAGE_SIZE)).unwrap();
+        mem.mark_code_page(0);
+        assert!(mem.protect_code_pages());
+        assert_eq!(host_protection(&mut mem, 0), "r--p");
+        // Every other page: each its own run.
+        for page in (2..pages).step_by(2) {
+            mem.mark_code_page(page);
+        }
+        assert!(!mem.protect_code_pages());
+        assert_eq!((host_protection(&mut mem, 0), host_protection(&mut mem, 2)), ("rw-p".into(), "rw-p".into()));
+        mem.write_u8(0, 1).unwrap();
+        mem.write_u8(0x2000, 1).unwrap();
     }
 
     #[test]

@@ -113,8 +113,10 @@ fn self_modifying_code_cannot_smuggle_an_excluded_instruction() {
         0xC6, 0x05, 0x05, 0x10, 0x00, 0x00, 0xFA, // 0x1009 mov byte [0x1005], 0xFA (cli)
         0xE9, 0xF0, 0xFF, 0xFF, 0xFF, // 0x1010 jmp 0x1005
     ];
-    let e = fault(&code, ExceptionKind::Invalid);
+    let (e, resumed) = fault_in(&flat(&code), ExceptionKind::Invalid, u64::MAX);
     assert_eq!(e.eip, 0x1005);
+    // Guarded, the translated store found the code by faulting on its protected page.
+    resumed_by_the_guard(resumed);
     // The same with a harmless patch (inc eax -> inc ebx) runs the new code.
     let mut patched = code;
     patched[15] = 0x43;

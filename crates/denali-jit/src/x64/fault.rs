@@ -3,7 +3,9 @@
 //!
 //! In guard-region mode (a guarded `GuestMemory`) translated code makes no bounds checks: every
 //! address it forms lies in the memory's reservation (`base - 4 .. base + 2^32 + 3`, all of it
-//! inaccessible but the guest's bytes), so an access outside memory faults. Each host
+//! inaccessible but the guest's bytes), so an access outside memory faults, and so does a
+//! store to a page holding cached code while the memory write-protects those
+//! (`GuestMemory::protect_code_pages`: translated stores check no code-page table). Each host
 //! instruction range that may fault on a guest access is a [`Site`], with the arena offset of
 //! the stop exit of its guest instruction (the state before it: nothing guest-visible changes
 //! before the first host instruction of the range that can fault). While [`enter`]'s guard

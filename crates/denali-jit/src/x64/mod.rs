@@ -30,6 +30,15 @@ const MAX_ENTRIES: usize = 1 << 16;
 /// a block pays for its translation after roughly a hundred runs; code that runs fewer times
 /// (start-up, the few thousand instructions of an idle VM in a large fleet) is never translated.
 pub const TIER_UP: u32 = 128;
+/// Writes to write-protected code a guarded memory may take before the JIT stops protecting
+/// its code (and checks its stores again), beyond one per [`UNPROTECT_EVERY`] instructions
+/// run. Each costs a fault (when translated code made it) and two protection changes, about
+/// 10 us, on top of the retranslation that both ways of detecting the write pay; a guest that
+/// rewrites translated code faster (code and hot data on one page) pays less with the check.
+const UNPROTECTS: u64 = 64;
+/// See [`UNPROTECTS`]: one write to protected code per million instructions (about a
+/// millisecond) costs about 1 %.
+const UNPROTECT_EVERY: u64 = 1_000_000;
 
 /// A cached decision for one guest address.
 #[derive(Clone, Copy)]
@@ -76,8 +85,8 @@ pub struct JitStats {
     pub flushes: u64,
     /// Blocks dropped because their code was written.
     pub invalidations: u64,
-    /// Guard-region mode: guest accesses outside memory that faulted in generated code and
-    /// resumed at their instruction's stop exit.
+    /// Guard-region mode: guest accesses outside memory, and stores to write-protected code,
+    /// that faulted in generated code and resumed at their instruction's stop exit.
     pub guard_faults: u64,
 }
 
@@ -116,6 +125,9 @@ pub struct Jit {
     /// Whether guard-region mode may address memory through GS where the host allows it (see
     /// [`Jit::set_segment_addressing`]).
     segment_allowed: bool,
+    /// The cached blocks are guard-region translations whose stores make no code-page check:
+    /// the memory write-protects its pages holding cached code, so such a store faults.
+    protected: bool,
     /// Guard-region mode: the arena's fault sites (`fault::Site`), sorted (blocks are appended
     /// at increasing offsets); those of dropped blocks stay until the next flush.
     faults: Vec<(u32, u32, u32)>,
@@ -184,6 +196,7 @@ impl Jit {
             guarded: false,
             segment: false,
             segment_allowed: true,
+            protected: false,
             faults: Vec::new(),
             last: NO_LAST,
             missed: false,
@@ -297,9 +310,19 @@ impl Jit {
         entry
     }
 
+    /// Write-protects `mem`'s pages holding cached code (the blocks about to run and the
+    /// interpreter's), unless writes to protected code have been too frequent; whether all of
+    /// them are protected.
+    fn protect(cpu: &Cpu, mem: &mut GuestMemory) -> bool {
+        if mem.code_unprotects() > UNPROTECTS + cpu.instructions / UNPROTECT_EVERY {
+            mem.stop_protecting_code();
+        }
+        mem.protect_code_pages()
+    }
+
     /// Translates and installs the block at `eip` (or records that the interpreter runs it).
     fn translate(&mut self, eip: u32, mem: &mut GuestMemory) -> Entry {
-        let t = translate::translate(eip, mem, self.guarded, self.segment);
+        let t = translate::translate(eip, mem, self.guarded, self.segment, self.protected);
         let mut entry = NO_ENTRY;
         // Shared code has no fault sites: only the checked mode shares (fleets run it).
         if t.count > 0
@@ -548,15 +571,23 @@ impl Engine for Jit {
         #[cfg(not(target_os = "linux"))]
         let guarded = false;
         let segment = guarded && self.segment_allowed && segment_base_settable();
-        if mem.size() != self.mem_size || guarded != self.guarded || segment != self.segment {
+        // Stores to code may fault only where faults are resumed.
+        let protected = guarded && Jit::protect(cpu, mem);
+        if mem.size() != self.mem_size
+            || guarded != self.guarded
+            || segment != self.segment
+            || protected != self.protected
+        {
             // Blocks translated for another memory size would check the wrong bounds, those of
-            // another mode would check none or not record their faults.
+            // another mode would check none or not record their faults, or not check stores
+            // to code that is no longer protected.
             if self.mem_size != 0 {
                 self.flush();
             }
             self.mem_size = mem.size();
             self.guarded = guarded;
             self.segment = segment;
+            self.protected = protected;
         }
         // The interpreter stopped before a hot block at EIP: translate it rather than ask again.
         let mut hot = false;
@@ -589,6 +620,14 @@ impl Engine for Jit {
                         }
                     }
                     Some(entry) if entry.count > 0 && u64::from(entry.count) <= left => {
+                        // Pages marked since the last run (this block's, the interpreter's)
+                        // are protected before translated code can store to them.
+                        if self.protected && !Jit::protect(cpu, mem) {
+                            // Protection stopped: no block that relies on it may run.
+                            self.flush();
+                            self.protected = false;
+                            continue;
+                        }
                         let (done, stopped) = self.exec(entry, cpu, mem, left);
                         left -= done;
                         if !stopped {

@@ -1076,10 +1076,13 @@ fn emit_checks(
 /// Translates the block at `start`, which lies inside memory. `guarded`: for guard-region
 /// mode (a guarded memory, the fault handler installed): accesses are not bounds-checked, and
 /// the translation lists where they may fault (`Translation::faults`). `segment` (with
-/// `guarded`): the GS base may be set (`fault::segment_base_settable`), and accesses address
-/// guest memory through it.
-pub(crate) fn translate(start: u32, mem: &GuestMemory, guarded: bool, segment: bool) -> Translation {
-    translate_checked(start, mem, guarded, guarded && segment).unwrap_or(Translation {
+/// `guarded`): the GS base may be set (`segment_base_settable` in `mod.rs`), and accesses
+/// address guest memory through it. `protected` (with `guarded`): the memory's pages holding
+/// cached code are write-protected (`GuestMemory::protect_code_pages`), so a store to code
+/// faults at its own site like an access outside memory, and stores make no code-page check.
+pub(crate) fn translate(start: u32, mem: &GuestMemory, guarded: bool, segment: bool, protected: bool) -> Translation {
+    debug_assert!(guarded || !protected);
+    translate_checked(start, mem, guarded, guarded && segment, protected).unwrap_or(Translation {
         code: Vec::new(),
         count: 0,
         last_byte: start,
@@ -1089,7 +1092,13 @@ pub(crate) fn translate(start: u32, mem: &GuestMemory, guarded: bool, segment: b
     })
 }
 
-fn translate_checked(start: u32, mem: &GuestMemory, guarded: bool, segment: bool) -> Option<Translation> {
+fn translate_checked(
+    start: u32,
+    mem: &GuestMemory,
+    guarded: bool,
+    segment: bool,
+    protected: bool,
+) -> Option<Translation> {
     let mut c = candidates(start, mem);
     let keep = safe_prefix(&c);
     c.truncate(keep);
@@ -1155,8 +1164,9 @@ fn translate_checked(start: u32, mem: &GuestMemory, guarded: bool, segment: bool
     dynasm!(a ; .arch x64 ; jmp ->exit);
     let (eager, deferred) = place_fixups(&c);
     // In guard-region mode only stores are checked (their code pages); the bounds are the
-    // guard's.
-    let plan = checks::plan(c.iter().map(|x| (x.accesses.iter().filter(move |a| !guarded || a.write), x.effect)));
+    // guard's. Write-protected code needs no check at all: a store to it faults.
+    let checked = move |a: &Access| !protected && (!guarded || a.write);
+    let plan = checks::plan(c.iter().map(|x| (x.accesses.iter().filter(checked), x.effect)));
     let mut islands = Islands::default();
     // The first check of a loop would otherwise need an island inside the loop, behind a
     // jump taken on every pass: its trampoline goes here, reached backwards.
