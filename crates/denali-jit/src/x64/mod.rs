@@ -12,7 +12,7 @@ mod translate;
 pub use shared::SharedJit;
 
 use arena::Arena;
-use ctx::State;
+use ctx::{Ctx, Table};
 use denali_abi::boot::PAGE_SIZE;
 use denali_engine::{Cpu, Engine, Exit, GuestMemory, Interpreter, SharedCode};
 use std::collections::HashMap;
@@ -94,10 +94,13 @@ pub struct Jit {
     by_page: AddrMap<Vec<u32>>,
     /// `GuestMemory::code_write_count` when this JIT last dropped written blocks.
     seen: u64,
-    /// What generated code reads and writes: the `Ctx` of a run and the chaining table it
-    /// jumps through (holds only live blocks). Made at the first translation: 64 KiB that a
-    /// tiered JIT whose code stays cold never needs.
-    state: Option<Box<State>>,
+    /// What generated code reads and writes through `rdi`: in the JIT itself, so that the
+    /// `Ctx`s of a fleet's VMs share pages (and their lines the page of the JIT's other hot
+    /// fields) rather than take a TLB entry each per switch.
+    ctx: Ctx,
+    /// The chaining table generated code jumps through (holds only live blocks). Made at the
+    /// first translation: 64 KiB that a tiered JIT whose code stays cold never needs.
+    table: Option<Table>,
     stats: JitStats,
     /// The linkable direct exits (arena offsets of `jmp rel32` displacements) waiting for or
     /// linked to each guest address; entries in dropped code stay until the next flush
@@ -171,7 +174,8 @@ impl Jit {
             blocks: AddrMap::default(),
             by_page: AddrMap::default(),
             seen: 0,
-            state: None,
+            ctx: Ctx::default(),
+            table: None,
             stats: JitStats::default(),
             incoming: AddrMap::default(),
             perf_map: perf_map::PerfMap::from_env(),
@@ -209,11 +213,8 @@ impl Jit {
                             unlink.extend(fields.iter().map(|&f| (f, 0)));
                         }
                     }
-                    let at = 2 * ctx::slot(eip);
-                    if let Some(state) = &mut self.state
-                        && state.table[at] == ctx::tag(eip)
-                    {
-                        state.table[at] = 0;
+                    if let Some(table) = &mut self.table {
+                        table.clear(eip);
                     }
                 }
             }
@@ -224,8 +225,8 @@ impl Jit {
         }
     }
 
-    fn state(&mut self) -> &mut State {
-        self.state.get_or_insert_with(State::new)
+    fn table(&mut self) -> &mut Table {
+        self.table.get_or_insert_with(Table::new)
     }
 
     /// Accounts what the interpreter retired since `before` and says whether its `exit` ends
@@ -240,8 +241,8 @@ impl Jit {
     fn flush(&mut self) {
         self.last = NO_LAST;
         self.incoming.clear();
-        if let Some(state) = &mut self.state {
-            state.table.fill(0);
+        if let Some(table) = &mut self.table {
+            table.clear_all();
         }
         self.blocks.clear();
         self.by_page.clear();
@@ -263,9 +264,7 @@ impl Jit {
         };
         if missed && e.count > 0 {
             // Two hot blocks may share a slot: the one a lookup just missed takes it.
-            let state = self.state();
-            state.table[2 * e.slot] = ctx::tag(eip);
-            state.table[2 * e.slot + 1] = e.inner;
+            self.table().set(e.slot, eip, e.inner);
         }
         Some(e)
     }
@@ -343,9 +342,7 @@ impl Jit {
     /// in this JIT's cache and chaining table, and marks those bytes' pages: a store to them
     /// must drop it.
     fn install(&mut self, eip: u32, entry: Entry, last_byte: u32, mem: &mut GuestMemory) -> Entry {
-        let state = self.state();
-        state.table[2 * entry.slot] = ctx::tag(eip);
-        state.table[2 * entry.slot + 1] = entry.inner;
+        self.table().set(entry.slot, eip, entry.inner);
         for page in (eip >> PAGE_SHIFT)..=(last_byte >> PAGE_SHIFT) {
             if u64::from(page) << PAGE_SHIFT < u64::from(mem.size()) {
                 mem.mark_code_page(page);
@@ -415,10 +412,10 @@ impl Jit {
         // Generated code keeps the budget in a register and tests its sign through the high
         // dword, so a run gets at most 2^31 - 1 instructions (the loop gives the rest later).
         let given = left.min(i32::MAX as u64);
-        let state = self.state.get_or_insert_with(State::new);
+        let table = self.table.get_or_insert_with(Table::new);
         // Field by field, not `saved` (which no block reads before writing it): the two cache
         // lines every entry and exit touch anyway, not six.
-        let ctx = &mut state.ctx;
+        let ctx = &mut self.ctx;
         ctx.regs = cpu.regs;
         ctx.flags_in = ctx::flags_in(cpu.eflags);
         ctx.left = given + ctx::BUDGET_BIAS;
@@ -440,15 +437,15 @@ impl Jit {
             _ => (None, 0),
         };
         match &self.sharing {
-            Some(sharing) if entry.shared => sharing.call(entry.offset, state),
-            _ => self.arena.call(entry.offset, state),
+            Some(sharing) if entry.shared => sharing.call(entry.offset, ctx, table),
+            _ => self.arena.call(entry.offset, ctx, table),
         }
         #[cfg(target_os = "linux")]
         if running.is_some() {
             drop(running);
             self.stats.guard_faults += fault::resumed() - resumed;
         }
-        let ctx = &state.ctx;
+        let ctx = &self.ctx;
         // Every exit but a budget exit and a stop is a lookup that missed (or a jump out of
         // memory, which the runtime does not look up).
         self.missed = ctx.stopped == 0 && ctx.budget_exits == 0;
@@ -576,5 +573,33 @@ impl Engine for Jit {
                 return exit;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `Ctx` generated code runs on lives in the JIT's own allocation, apart from the
+    /// 64 KiB chaining table: at the table's head it had a page of its own, a TLB miss at every
+    /// switch to the VM in a large fleet.
+    #[test]
+    fn the_ctx_lives_in_the_jit_not_at_the_head_of_the_table() {
+        let Some(mut jit) = Jit::new() else { return };
+        let mut mem = GuestMemory::new(0x10000).unwrap();
+        // 0x1000: inc eax; jmp 0x1000 (a block that chains through the table: not to its
+        // own start).
+        mem.write(0x1000, &[0x40, 0xEB, 0x00, 0xEB, 0xFB]).unwrap();
+        let mut cpu = Cpu::new(0x1000, mem.size());
+        assert_eq!(jit.run(&mut cpu, &mut mem, 1000), Exit::BudgetExhausted);
+        assert!(jit.stats().chain_hits > 0, "{:?}", jit.stats());
+        let table = jit.table.as_ref().expect("made at the first run of generated code");
+        assert_eq!(jit.ctx.table, table.address());
+        let start = std::ptr::from_ref(&jit) as usize;
+        // A `Ctx` behind a pointer would coerce here too.
+        let ctx = std::ptr::from_ref::<Ctx>(&jit.ctx) as usize;
+        assert!(start <= ctx && ctx + size_of::<Ctx>() <= start + size_of::<Jit>());
+        // Small enough that many VMs' JITs share a page.
+        assert!(size_of::<Jit>() <= 2048, "{}", size_of::<Jit>());
     }
 }
