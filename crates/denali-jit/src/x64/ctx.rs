@@ -127,14 +127,17 @@ impl Default for Saved {
 /// A VM's chaining table, which generated code reaches through [`Ctx::table`]: `SLOTS` pairs
 /// of u64, [`tag`] of the block's guest address (0: empty) and host address of the block's
 /// inner entry. Holds only live blocks.
-pub(crate) struct Table(Box<[u64]>);
+pub(crate) struct Table(Box<[u64; 2 * SLOTS]>);
 
 impl Table {
     /// An empty table: 64 KiB, made only when a VM's JIT first runs generated code (a tiered
     /// JIT whose code stays cold never needs it). Zeroed on the heap, never on the stack.
     #[cold]
     pub fn new() -> Table {
-        Table(vec![0; 2 * SLOTS].into_boxed_slice())
+        let pairs: Box<[u64]> = vec![0; 2 * SLOTS].into_boxed_slice();
+        // A thin pointer (the length is the type's): the table's field in the `Jit` is one
+        // word of the line the runtime reads at every entry.
+        Table(pairs.try_into().unwrap_or_else(|_| unreachable!("2 * SLOTS elements")))
     }
 
     /// Host address of slot 0 (stable while the table lives: the pairs are on the heap).

@@ -82,52 +82,81 @@ pub struct JitStats {
 }
 
 /// The basic-block JIT engine. Owns an interpreter for everything it does not translate.
+///
+/// `repr(C)`: what the runtime touches at every entry from a fleet's scheduler (a VM switch)
+/// lies in four cache lines, the `Ctx`'s first two and the two after the `Ctx` (asserted
+/// below); spread over the struct, they were seven lines, each a cache miss per switch in a
+/// large fleet.
+#[repr(C)]
 pub struct Jit {
-    interp: Interpreter,
-    /// How often the interpreter runs a block before it is translated; 0 translates at once.
-    tier_up: u32,
-    arena: Arena,
-    /// The fleet's shared translations, when this JIT takes and gives blocks there.
-    sharing: Option<Arc<SharedJit>>,
-    blocks: AddrMap<Entry>,
-    /// Block start addresses by the guest pages their bytes lie on.
-    by_page: AddrMap<Vec<u32>>,
-    /// `GuestMemory::code_write_count` when this JIT last dropped written blocks.
-    seen: u64,
     /// What generated code reads and writes through `rdi`: in the JIT itself, so that the
     /// `Ctx`s of a fleet's VMs share pages (and their lines the page of the JIT's other hot
     /// fields) rather than take a TLB entry each per switch.
     ctx: Ctx,
+    /// The last entry `cached` found, and its address (`u32::MAX`, never a block start inside
+    /// memory, when none): a VM that loops in one block finds it here at every quantum
+    /// without touching the block map, a cache miss per VM switch in a large fleet. Kept
+    /// equal to `blocks[last.0]`: cleared wherever a block is dropped.
+    last: (u32, Entry),
+    /// `GuestMemory::code_write_count` when this JIT last dropped written blocks.
+    seen: u64,
     /// The chaining table generated code jumps through (holds only live blocks). Made at the
     /// first translation: 64 KiB that a tiered JIT whose code stays cold never needs.
     table: Option<Table>,
-    stats: JitStats,
-    /// The linkable direct exits (arena offsets of `jmp rel32` displacements) waiting for or
-    /// linked to each guest address; entries in dropped code stay until the next flush
-    /// (rewriting dead code is harmless, and the arena bounds them).
-    incoming: AddrMap<Vec<usize>>,
-    /// Where blocks are announced to `perf`, when `DENALI_JIT_PERF_MAP` is set.
-    perf_map: Option<perf_map::PerfMap>,
+    /// The fleet's shared translations, when this JIT takes and gives blocks there.
+    sharing: Option<Arc<SharedJit>>,
+    /// The counters of `JitStats` every entry updates (the others are in `stats`).
+    counts: Counts,
+    /// How often the interpreter runs a block before it is translated; 0 translates at once.
+    tier_up: u32,
     /// The memory size the cached blocks were translated for (their bounds checks and
     /// direct exits hold it as an immediate); 0 before the first run.
     mem_size: u32,
     /// The cached blocks are for guard-region mode (a guarded memory: no bounds checks, faults
     /// resumed by `fault.rs`), not the checked mode.
     guarded: bool,
-    /// Guard-region mode: the arena's fault sites (`fault::Site`), sorted (blocks are appended
-    /// at increasing offsets); those of dropped blocks stay until the next flush.
-    faults: Vec<(u32, u32, u32)>,
-    /// The last entry `cached` found, and its address (`u32::MAX`, never a block start inside
-    /// memory, when none): a VM that loops in one block finds it here at every quantum
-    /// without touching the block map, a cache miss per VM switch in a large fleet. Kept
-    /// equal to `blocks[last.0]`: cleared wherever a block is dropped.
-    last: (u32, Entry),
     /// The last exit from generated code was a missed chaining-table lookup (direct or
     /// indirect) for the address the runtime enters next: only then does that block take its
     /// slot back (`cached`). Rewriting the slot at every entry cost a cache miss (the table is
     /// 64 KiB) per VM switch.
     missed: bool,
+    stats: JitStats,
+    interp: Interpreter,
+    arena: Arena,
+    blocks: AddrMap<Entry>,
+    /// Block start addresses by the guest pages their bytes lie on.
+    by_page: AddrMap<Vec<u32>>,
+    /// The linkable direct exits (arena offsets of `jmp rel32` displacements) waiting for or
+    /// linked to each guest address; entries in dropped code stay until the next flush
+    /// (rewriting dead code is harmless, and the arena bounds them).
+    incoming: AddrMap<Vec<usize>>,
+    /// Where blocks are announced to `perf`, when `DENALI_JIT_PERF_MAP` is set.
+    perf_map: Option<perf_map::PerfMap>,
+    /// Guard-region mode: the arena's fault sites (`fault::Site`), sorted (blocks are appended
+    /// at increasing offsets); those of dropped blocks stay until the next flush.
+    faults: Vec<(u32, u32, u32)>,
 }
+
+/// The counters of [`JitStats`] that every entry into generated code updates.
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    block_runs: u64,
+    chain_hits: u64,
+    lookups: u64,
+    budget_exits: u64,
+}
+
+const _: () = {
+    use std::mem::offset_of;
+    // The lines of an entry: the `Ctx`'s first two (asserted in `ctx.rs`), then lines 6 and 7.
+    const fn line(at: usize) -> usize {
+        at / 64
+    }
+    assert!(offset_of!(Jit, ctx) == 0 && size_of::<Ctx>() == 6 * 64);
+    assert!(line(offset_of!(Jit, last)) == 6 && line(offset_of!(Jit, seen)) == 6);
+    assert!(line(offset_of!(Jit, table) + size_of::<Option<Table>>() - 1) == 6);
+    assert!(line(offset_of!(Jit, sharing)) == 7 && line(offset_of!(Jit, missed)) == 7);
+};
 
 /// `Jit::last` when it holds nothing.
 const NO_LAST: (u32, Entry) = (u32::MAX, NO_ENTRY);
@@ -177,6 +206,7 @@ impl Jit {
             ctx: Ctx::default(),
             table: None,
             stats: JitStats::default(),
+            counts: Counts::default(),
             incoming: AddrMap::default(),
             perf_map: perf_map::PerfMap::from_env(),
             mem_size: 0,
@@ -189,7 +219,8 @@ impl Jit {
 
     /// Cache counters since creation.
     pub fn stats(&self) -> JitStats {
-        self.stats
+        let Counts { block_runs, chain_hits, lookups, budget_exits } = self.counts;
+        JitStats { block_runs, chain_hits, lookups, budget_exits, ..self.stats }
     }
 
     /// Drops every block cached from pages written since the last call. A store to a marked
@@ -253,7 +284,7 @@ impl Jit {
 
     /// The cached decision for `eip`, if there is one.
     fn cached(&mut self, eip: u32) -> Option<Entry> {
-        self.stats.lookups += 1;
+        self.counts.lookups += 1;
         let missed = std::mem::take(&mut self.missed);
         let e = if self.last.0 == eip {
             self.last.1
@@ -429,12 +460,15 @@ impl Jit {
         ctx.one = 1;
         ctx.df = (cpu.eflags >> 10) & 1;
         #[cfg(target_os = "linux")]
-        let (running, resumed) = match self.arena.base() {
-            // Faults of guest accesses at these sites resume at their stop exits.
-            Some(base) if self.guarded && !entry.shared => {
-                (Some(fault::enter(base, arena::ARENA_SIZE, ctx.mem_base, &self.faults)), fault::resumed())
-            }
-            _ => (None, 0),
+        // Faults of guest accesses at these sites resume at their stop exits. (The mode first:
+        // a fleet's shared entry need not read the arena's line.)
+        let (running, resumed) = if self.guarded
+            && !entry.shared
+            && let Some(base) = self.arena.base()
+        {
+            (Some(fault::enter(base, arena::ARENA_SIZE, ctx.mem_base, &self.faults)), fault::resumed())
+        } else {
+            (None, 0)
         };
         match &self.sharing {
             Some(sharing) if entry.shared => sharing.call(entry.offset, ctx, table),
@@ -452,9 +486,9 @@ impl Jit {
         // `runs` counts the jumps that left a block for another (the last one, when it missed,
         // for the runtime): every other one entered its target.
         let hits = ctx.runs.saturating_sub(u64::from(self.missed));
-        self.stats.chain_hits += hits;
-        self.stats.block_runs += 1 + hits;
-        self.stats.budget_exits += ctx.budget_exits;
+        self.counts.chain_hits += hits;
+        self.counts.block_runs += 1 + hits;
+        self.counts.budget_exits += ctx.budget_exits;
         cpu.regs = ctx.regs;
         cpu.eip = ctx.eip;
         if ctx.flags_saved != 0 {
