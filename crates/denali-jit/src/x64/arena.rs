@@ -23,7 +23,7 @@
 //! never flushed, and its pages change protection once (read+write to read+execute, before
 //! anything in them is published).
 
-use super::ctx::State;
+use super::ctx::{Ctx, Table};
 use memmap2::{MmapMut, MmapRaw};
 use rustix::mm::{MprotectFlags, mprotect};
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -160,16 +160,16 @@ impl Arena {
         self.exec_end = 0;
     }
 
-    /// Runs the block at `offset` on `state`.
+    /// Runs the block at `offset` on `ctx`, with `table` as its chaining table.
     ///
-    /// `offset` must come from `insert` since the last `flush`, `state.ctx` must describe live
+    /// `offset` must come from `insert` since the last `flush`, `ctx` must describe live
     /// guest memory (`mem_base`, `limit`, `code_pages` from the `GuestMemory` being run, which
-    /// the caller borrows mutably for the duration), and `state.table` may hold only inner
+    /// the caller borrows mutably for the duration), and `table` may hold only inner
     /// entries of blocks inserted since the last flush and of published blocks of a
     /// [`SharedArena`] the caller keeps alive. Blocks translated for guard-region mode may run
     /// only on a guarded memory, with the fault handler installed and the arena's fault sites
     /// entered (`fault::enter`) for the duration.
-    pub fn call(&self, offset: usize, state: &mut State) {
+    pub fn call(&self, offset: usize, ctx: &mut Ctx, table: &Table) {
         let Some(map) = &self.map else { return };
         debug_assert!(offset < self.used && self.used <= self.exec_end);
         // SAFETY: `offset` is the start of a block that `translate` produced and `insert`
@@ -177,32 +177,36 @@ impl Arena {
         // holding code inserted since then is read+execute (`write` makes them so or drops the
         // mapping); the rest is `enter`'s contract, which the caller's keeps. Its patched
         // `jmp rel32`s name only live blocks of this arena (the runtime unlinks dropped ones).
-        unsafe { enter(map, offset, state) }
+        unsafe { enter(map, offset, ctx, table) }
     }
 }
 
-/// Enters the block at `offset` of `map` with `state` in rdi.
+/// Enters the block at `offset` of `map` with `ctx` in rdi and `table` as its chaining table.
 ///
 /// # Safety
 ///
 /// `offset` must be the outer entry of a block `translate` produced, copied whole into `map`,
 /// whose pages are read+execute and stay so, unchanged, until this returns; every block it can
-/// reach (its patched `jmp rel32`s and the inner entries in `state.table`) likewise. Each block
-/// is a complete `extern "sysv64" fn(*mut State)` that saves and restores the callee-saved
-/// registers it uses, leaves DF clear, and touches no memory other than `*state`, the guest
-/// memory range `mem_base .. mem_base + 2^32 - limit` (in the checked mode every access is
-/// bounds-checked inline; in guard-region mode an access may also address the rest of the
+/// reach (its patched `jmp rel32`s and the inner entries in `table`) likewise. Each block
+/// is a complete `extern "sysv64" fn(*mut Ctx)` that saves and restores the callee-saved
+/// registers it uses, leaves DF clear, and touches no memory other than `*ctx`, the chaining
+/// table `table` (read only; `ctx.table` names it), the guest memory range
+/// `mem_base .. mem_base + 2^32 - limit` (in the checked mode every access is bounds-checked
+/// inline; in guard-region mode an access may also address the rest of the
 /// memory's reservation, `mem_base - 4 .. mem_base + 2^32 + 3`, all `PROT_NONE`, where it
 /// faults and the handler resumes it at an exit of the block) and the code-page table (read
 /// only; 2^20 bytes in guard-region mode, which a 20-bit page number cannot pass), which
-/// `state.ctx` must describe for a `GuestMemory` the caller borrows mutably for the duration.
+/// `ctx` must describe for a `GuestMemory` the caller borrows mutably for the duration.
 /// Shared arenas hold checked-mode code only.
-unsafe fn enter(map: &MmapRaw, offset: usize, state: &mut State) {
+unsafe fn enter(map: &MmapRaw, offset: usize, ctx: &mut Ctx, table: &Table) {
     debug_assert!(offset < map.len());
+    // Generated code finds the table through the `Ctx`: set here, from the table borrowed for
+    // the call, so that it can only name a live one.
+    ctx.table = table.address();
     // SAFETY: the caller's contract: `offset` holds such a function, executable.
     unsafe {
-        let entry: extern "sysv64" fn(*mut State) = std::mem::transmute(map.as_ptr().add(offset));
-        entry(state);
+        let entry: extern "sysv64" fn(*mut Ctx) = std::mem::transmute(map.as_ptr().add(offset));
+        entry(ctx);
     }
 }
 
@@ -275,11 +279,12 @@ impl SharedArena {
         self.map.get().and_then(Option::as_ref).map(|m| m.as_ptr() as u64)
     }
 
-    /// Runs the block at `offset` on `state`, possibly while other threads run code of this
-    /// arena and insert into it.
+    /// Runs the block at `offset` on `ctx` and `table`, possibly while other threads run code
+    /// of this arena and insert into it.
     ///
-    /// `offset` must come from `insert` (a published block); `state` as for [`Arena::call`].
-    pub fn call(&self, offset: usize, state: &mut State) {
+    /// `offset` must come from `insert` (a published block); `ctx` and `table` as for
+    /// [`Arena::call`].
+    pub fn call(&self, offset: usize, ctx: &mut Ctx, table: &Table) {
         let Some(Some(map)) = self.map.get() else { return };
         // SAFETY: `offset` is the outer entry of a block `insert` copied whole and made
         // read+execute before returning it (the caller's contract); `insert` never writes or
@@ -287,7 +292,7 @@ impl SharedArena {
         // while `self` lives, so it stays so for the call however other threads insert. The
         // shared blocks' direct `jmp rel32`s are never patched (they fall through to the
         // table lookup); the table holds only live blocks (the caller's contract).
-        unsafe { enter(map, offset, state) }
+        unsafe { enter(map, offset, ctx, table) }
     }
 }
 

@@ -17,10 +17,9 @@ pub(crate) const MEM_BASE: i32 = 88;
 pub(crate) const LIMIT: i32 = 96;
 pub(crate) const CODE_PAGES: i32 = 104;
 pub(crate) const ONE: i32 = 112;
-pub(crate) const DF: i32 = 120;
+pub(crate) const DF: i32 = 116;
+pub(crate) const TABLE: i32 = 120;
 pub(crate) const SAVED: i32 = 128;
-/// Offset of the chaining table from the start of [`State`] (right after the `Ctx`).
-pub(crate) const TABLE: i32 = 384;
 
 /// Added to the budget while generated code holds it (`Ctx::left`, r11): with the budget below
 /// 2^31, the high dword of `r11 - n` is 1 while `n` instructions fit and 0 once they do not,
@@ -99,11 +98,16 @@ pub(crate) struct Ctx {
     pub code_pages: u64,
     /// The constant 1: generated code shifts it right by a code-page byte (`shrx` takes its
     /// source from memory), which gives 0 exactly on a flagged page, flag-free.
-    pub one: u64,
+    pub one: u32,
     /// The guest's DF (0 or 1): constant while generated code runs, since every instruction
     /// that changes it (CLD, STD, POPFD, IRET) falls back to the interpreter.
     pub df: u32,
-    _pad: u32,
+    /// Host address of the VM's chaining [`Table`]. Apart from the `Ctx`, so that the `Ctx`
+    /// can live in the JIT's own small allocation, packed with other VMs' on a page: a
+    /// `Ctx` at the head of the 64 KiB table had a page of its own, a TLB miss (nested paging)
+    /// at every switch to the VM in a large fleet. A lookup pays one load, from a line the
+    /// entry touched anyway.
+    pub table: u64,
     /// Operands instruction i of a block saves for a fixup its exits may apply (SHR's
     /// original operand: the overflow flag is its top bit). Written by the block before any
     /// exit reads it, so the runtime never initialises it.
@@ -120,24 +124,44 @@ impl Default for Saved {
     }
 }
 
-/// What generated code reaches through `rdi`: the `Ctx`, then the chaining table, so that a
-/// lookup addresses its slot as `[rdi + TABLE + slot * 16]` with no extra register.
-#[repr(C)]
-pub(crate) struct State {
-    pub ctx: Ctx,
-    /// `SLOTS` pairs of u64: [`tag`] of the block's guest address (0: empty), host address of
-    /// the block's inner entry. Holds only live blocks.
-    pub table: [u64; 2 * SLOTS],
-}
+/// A VM's chaining table, which generated code reaches through [`Ctx::table`]: `SLOTS` pairs
+/// of u64, [`tag`] of the block's guest address (0: empty) and host address of the block's
+/// inner entry. Holds only live blocks.
+pub(crate) struct Table(Box<[u64; 2 * SLOTS]>);
 
-impl State {
-    /// Never inlined: the 64 KiB value is built on the stack before it is boxed, and a caller
-    /// that inlined this would probe a 64 KiB stack frame on every call (the runtime loop
-    /// makes the state lazily, once per JIT, but is called at every quantum).
+impl Table {
+    /// An empty table: 64 KiB, made only when a VM's JIT first runs generated code (a tiered
+    /// JIT whose code stays cold never needs it). Zeroed on the heap, never on the stack.
     #[cold]
-    #[inline(never)]
-    pub fn new() -> Box<State> {
-        Box::new(State { ctx: Ctx::default(), table: [0; 2 * SLOTS] })
+    pub fn new() -> Table {
+        let pairs: Box<[u64]> = vec![0; 2 * SLOTS].into_boxed_slice();
+        // A thin pointer (the length is the type's): the table's field in the `Jit` is one
+        // word of the line the runtime reads at every entry.
+        Table(pairs.try_into().unwrap_or_else(|_| unreachable!("2 * SLOTS elements")))
+    }
+
+    /// Host address of slot 0 (stable while the table lives: the pairs are on the heap).
+    pub fn address(&self) -> u64 {
+        self.0.as_ptr() as u64
+    }
+
+    /// Enters `inner` (a block's inner entry) for `eip` in its slot.
+    pub fn set(&mut self, slot: usize, eip: u32, inner: u64) {
+        self.0[2 * slot] = tag(eip);
+        self.0[2 * slot + 1] = inner;
+    }
+
+    /// Empties the slot of `eip` if it holds `eip`'s block.
+    pub fn clear(&mut self, eip: u32) {
+        let at = 2 * slot(eip);
+        if self.0[at] == tag(eip) {
+            self.0[at] = 0;
+        }
+    }
+
+    /// Empties every slot.
+    pub fn clear_all(&mut self) {
+        self.0.fill(0);
     }
 }
 
@@ -156,7 +180,7 @@ const _: () = {
     assert!(std::mem::offset_of!(Ctx, saved) == SAVED as usize);
     assert!(std::mem::offset_of!(Ctx, one) == ONE as usize);
     assert!(std::mem::offset_of!(Ctx, df) == DF as usize);
-    assert!(std::mem::offset_of!(State, table) == TABLE as usize);
+    assert!(std::mem::offset_of!(Ctx, table) == TABLE as usize);
     assert!(std::mem::offset_of!(Ctx, runs) == RUNS as usize);
     // Everything but `saved` in the first two cache lines.
     assert!(SAVED == 128);

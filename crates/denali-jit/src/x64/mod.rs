@@ -12,7 +12,7 @@ mod translate;
 pub use shared::SharedJit;
 
 use arena::Arena;
-use ctx::State;
+use ctx::{Ctx, Table};
 use denali_abi::boot::PAGE_SIZE;
 use denali_engine::{Cpu, Engine, Exit, GuestMemory, Interpreter, SharedCode};
 use std::collections::HashMap;
@@ -91,29 +91,33 @@ pub struct JitStats {
 }
 
 /// The basic-block JIT engine. Owns an interpreter for everything it does not translate.
+///
+/// `repr(C)`: what the runtime touches at every entry from a fleet's scheduler (a VM switch)
+/// lies in four cache lines, the `Ctx`'s first two and the two after the `Ctx` (asserted
+/// below); spread over the struct, they were seven lines, each a cache miss per switch in a
+/// large fleet.
+#[repr(C)]
 pub struct Jit {
-    interp: Interpreter,
-    /// How often the interpreter runs a block before it is translated; 0 translates at once.
-    tier_up: u32,
-    arena: Arena,
-    /// The fleet's shared translations, when this JIT takes and gives blocks there.
-    sharing: Option<Arc<SharedJit>>,
-    blocks: AddrMap<Entry>,
-    /// Block start addresses by the guest pages their bytes lie on.
-    by_page: AddrMap<Vec<u32>>,
+    /// What generated code reads and writes through `rdi`: in the JIT itself, so that the
+    /// `Ctx`s of a fleet's VMs share pages (and their lines the page of the JIT's other hot
+    /// fields) rather than take a TLB entry each per switch.
+    ctx: Ctx,
+    /// The last entry `cached` found, and its address (`u32::MAX`, never a block start inside
+    /// memory, when none): a VM that loops in one block finds it here at every quantum
+    /// without touching the block map, a cache miss per VM switch in a large fleet. Kept
+    /// equal to `blocks[last.0]`: cleared wherever a block is dropped.
+    last: (u32, Entry),
     /// `GuestMemory::code_write_count` when this JIT last dropped written blocks.
     seen: u64,
-    /// What generated code reads and writes: the `Ctx` of a run and the chaining table it
-    /// jumps through (holds only live blocks). Made at the first translation: 64 KiB that a
-    /// tiered JIT whose code stays cold never needs.
-    state: Option<Box<State>>,
-    stats: JitStats,
-    /// The linkable direct exits (arena offsets of `jmp rel32` displacements) waiting for or
-    /// linked to each guest address; entries in dropped code stay until the next flush
-    /// (rewriting dead code is harmless, and the arena bounds them).
-    incoming: AddrMap<Vec<usize>>,
-    /// Where blocks are announced to `perf`, when `DENALI_JIT_PERF_MAP` is set.
-    perf_map: Option<perf_map::PerfMap>,
+    /// The chaining table generated code jumps through (holds only live blocks). Made at the
+    /// first translation: 64 KiB that a tiered JIT whose code stays cold never needs.
+    table: Option<Table>,
+    /// The fleet's shared translations, when this JIT takes and gives blocks there.
+    sharing: Option<Arc<SharedJit>>,
+    /// The counters of `JitStats` every entry updates (the others are in `stats`).
+    counts: Counts,
+    /// How often the interpreter runs a block before it is translated; 0 translates at once.
+    tier_up: u32,
     /// The memory size the cached blocks were translated for (their bounds checks and
     /// direct exits hold it as an immediate); 0 before the first run.
     mem_size: u32,
@@ -128,20 +132,48 @@ pub struct Jit {
     /// The cached blocks are guard-region translations whose stores make no code-page check:
     /// the memory write-protects its pages holding cached code, so such a store faults.
     protected: bool,
-    /// Guard-region mode: the arena's fault sites (`fault::Site`), sorted (blocks are appended
-    /// at increasing offsets); those of dropped blocks stay until the next flush.
-    faults: Vec<(u32, u32, u32)>,
-    /// The last entry `cached` found, and its address (`u32::MAX`, never a block start inside
-    /// memory, when none): a VM that loops in one block finds it here at every quantum
-    /// without touching the block map, a cache miss per VM switch in a large fleet. Kept
-    /// equal to `blocks[last.0]`: cleared wherever a block is dropped.
-    last: (u32, Entry),
     /// The last exit from generated code was a missed chaining-table lookup (direct or
     /// indirect) for the address the runtime enters next: only then does that block take its
     /// slot back (`cached`). Rewriting the slot at every entry cost a cache miss (the table is
     /// 64 KiB) per VM switch.
     missed: bool,
+    stats: JitStats,
+    interp: Interpreter,
+    arena: Arena,
+    blocks: AddrMap<Entry>,
+    /// Block start addresses by the guest pages their bytes lie on.
+    by_page: AddrMap<Vec<u32>>,
+    /// The linkable direct exits (arena offsets of `jmp rel32` displacements) waiting for or
+    /// linked to each guest address; entries in dropped code stay until the next flush
+    /// (rewriting dead code is harmless, and the arena bounds them).
+    incoming: AddrMap<Vec<usize>>,
+    /// Where blocks are announced to `perf`, when `DENALI_JIT_PERF_MAP` is set.
+    perf_map: Option<perf_map::PerfMap>,
+    /// Guard-region mode: the arena's fault sites (`fault::Site`), sorted (blocks are appended
+    /// at increasing offsets); those of dropped blocks stay until the next flush.
+    faults: Vec<(u32, u32, u32)>,
 }
+
+/// The counters of [`JitStats`] that every entry into generated code updates.
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    block_runs: u64,
+    chain_hits: u64,
+    lookups: u64,
+    budget_exits: u64,
+}
+
+const _: () = {
+    use std::mem::offset_of;
+    // The lines of an entry: the `Ctx`'s first two (asserted in `ctx.rs`), then lines 6 and 7.
+    const fn line(at: usize) -> usize {
+        at / 64
+    }
+    assert!(offset_of!(Jit, ctx) == 0 && size_of::<Ctx>() == 6 * 64);
+    assert!(line(offset_of!(Jit, last)) == 6 && line(offset_of!(Jit, seen)) == 6);
+    assert!(line(offset_of!(Jit, table) + size_of::<Option<Table>>() - 1) == 6);
+    assert!(line(offset_of!(Jit, sharing)) == 7 && line(offset_of!(Jit, missed)) == 7);
+};
 
 /// `Jit::last` when it holds nothing.
 const NO_LAST: (u32, Entry) = (u32::MAX, NO_ENTRY);
@@ -188,8 +220,10 @@ impl Jit {
             blocks: AddrMap::default(),
             by_page: AddrMap::default(),
             seen: 0,
-            state: None,
+            ctx: Ctx::default(),
+            table: None,
             stats: JitStats::default(),
+            counts: Counts::default(),
             incoming: AddrMap::default(),
             perf_map: perf_map::PerfMap::from_env(),
             mem_size: 0,
@@ -205,7 +239,8 @@ impl Jit {
 
     /// Cache counters since creation.
     pub fn stats(&self) -> JitStats {
-        self.stats
+        let Counts { block_runs, chain_hits, lookups, budget_exits } = self.counts;
+        JitStats { block_runs, chain_hits, lookups, budget_exits, ..self.stats }
     }
 
     /// Whether, in guard-region mode, generated code addresses guest memory through the GS
@@ -238,11 +273,8 @@ impl Jit {
                             unlink.extend(fields.iter().map(|&f| (f, 0)));
                         }
                     }
-                    let at = 2 * ctx::slot(eip);
-                    if let Some(state) = &mut self.state
-                        && state.table[at] == ctx::tag(eip)
-                    {
-                        state.table[at] = 0;
+                    if let Some(table) = &mut self.table {
+                        table.clear(eip);
                     }
                 }
             }
@@ -253,8 +285,8 @@ impl Jit {
         }
     }
 
-    fn state(&mut self) -> &mut State {
-        self.state.get_or_insert_with(State::new)
+    fn table(&mut self) -> &mut Table {
+        self.table.get_or_insert_with(Table::new)
     }
 
     /// Accounts what the interpreter retired since `before` and says whether its `exit` ends
@@ -269,8 +301,8 @@ impl Jit {
     fn flush(&mut self) {
         self.last = NO_LAST;
         self.incoming.clear();
-        if let Some(state) = &mut self.state {
-            state.table.fill(0);
+        if let Some(table) = &mut self.table {
+            table.clear_all();
         }
         self.blocks.clear();
         self.by_page.clear();
@@ -281,7 +313,7 @@ impl Jit {
 
     /// The cached decision for `eip`, if there is one.
     fn cached(&mut self, eip: u32) -> Option<Entry> {
-        self.stats.lookups += 1;
+        self.counts.lookups += 1;
         let missed = std::mem::take(&mut self.missed);
         let e = if self.last.0 == eip {
             self.last.1
@@ -292,9 +324,7 @@ impl Jit {
         };
         if missed && e.count > 0 {
             // Two hot blocks may share a slot: the one a lookup just missed takes it.
-            let state = self.state();
-            state.table[2 * e.slot] = ctx::tag(eip);
-            state.table[2 * e.slot + 1] = e.inner;
+            self.table().set(e.slot, eip, e.inner);
         }
         Some(e)
     }
@@ -382,9 +412,7 @@ impl Jit {
     /// in this JIT's cache and chaining table, and marks those bytes' pages: a store to them
     /// must drop it.
     fn install(&mut self, eip: u32, entry: Entry, last_byte: u32, mem: &mut GuestMemory) -> Entry {
-        let state = self.state();
-        state.table[2 * entry.slot] = ctx::tag(eip);
-        state.table[2 * entry.slot + 1] = entry.inner;
+        self.table().set(entry.slot, eip, entry.inner);
         for page in (eip >> PAGE_SHIFT)..=(last_byte >> PAGE_SHIFT) {
             if u64::from(page) << PAGE_SHIFT < u64::from(mem.size()) {
                 mem.mark_code_page(page);
@@ -454,10 +482,10 @@ impl Jit {
         // Generated code keeps the budget in a register and tests its sign through the high
         // dword, so a run gets at most 2^31 - 1 instructions (the loop gives the rest later).
         let given = left.min(i32::MAX as u64);
-        let state = self.state.get_or_insert_with(State::new);
+        let table = self.table.get_or_insert_with(Table::new);
         // Field by field, not `saved` (which no block reads before writing it): the two cache
         // lines every entry and exit touch anyway, not six.
-        let ctx = &mut state.ctx;
+        let ctx = &mut self.ctx;
         ctx.regs = cpu.regs;
         ctx.flags_in = ctx::flags_in(cpu.eflags);
         ctx.left = given + ctx::BUDGET_BIAS;
@@ -471,32 +499,35 @@ impl Jit {
         ctx.one = 1;
         ctx.df = (cpu.eflags >> 10) & 1;
         #[cfg(target_os = "linux")]
-        let (running, resumed) = match self.arena.base() {
-            // Faults of guest accesses at these sites resume at their stop exits.
-            Some(base) if self.guarded && !entry.shared => {
-                (Some(fault::enter(base, arena::ARENA_SIZE, ctx.mem_base, &self.faults)), fault::resumed())
-            }
-            _ => (None, 0),
+        // Faults of guest accesses at these sites resume at their stop exits. (The mode first:
+        // a fleet's shared entry need not read the arena's line.)
+        let (running, resumed) = if self.guarded
+            && !entry.shared
+            && let Some(base) = self.arena.base()
+        {
+            (Some(fault::enter(base, arena::ARENA_SIZE, ctx.mem_base, &self.faults)), fault::resumed())
+        } else {
+            (None, 0)
         };
         match &self.sharing {
-            Some(sharing) if entry.shared => sharing.call(entry.offset, state),
-            _ => self.arena.call(entry.offset, state),
+            Some(sharing) if entry.shared => sharing.call(entry.offset, ctx, table),
+            _ => self.arena.call(entry.offset, ctx, table),
         }
         #[cfg(target_os = "linux")]
         if running.is_some() {
             drop(running);
             self.stats.guard_faults += fault::resumed() - resumed;
         }
-        let ctx = &state.ctx;
+        let ctx = &self.ctx;
         // Every exit but a budget exit and a stop is a lookup that missed (or a jump out of
         // memory, which the runtime does not look up).
         self.missed = ctx.stopped == 0 && ctx.budget_exits == 0;
         // `runs` counts the jumps that left a block for another (the last one, when it missed,
         // for the runtime): every other one entered its target.
         let hits = ctx.runs.saturating_sub(u64::from(self.missed));
-        self.stats.chain_hits += hits;
-        self.stats.block_runs += 1 + hits;
-        self.stats.budget_exits += ctx.budget_exits;
+        self.counts.chain_hits += hits;
+        self.counts.block_runs += 1 + hits;
+        self.counts.budget_exits += ctx.budget_exits;
         cpu.regs = ctx.regs;
         cpu.eip = ctx.eip;
         if ctx.flags_saved != 0 {
@@ -649,5 +680,33 @@ impl Engine for Jit {
                 return exit;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `Ctx` generated code runs on lives in the JIT's own allocation, apart from the
+    /// 64 KiB chaining table: at the table's head it had a page of its own, a TLB miss at every
+    /// switch to the VM in a large fleet.
+    #[test]
+    fn the_ctx_lives_in_the_jit_not_at_the_head_of_the_table() {
+        let Some(mut jit) = Jit::new() else { return };
+        let mut mem = GuestMemory::new(0x10000).unwrap();
+        // 0x1000: inc eax; jmp 0x1000 (a block that chains through the table: not to its
+        // own start).
+        mem.write(0x1000, &[0x40, 0xEB, 0x00, 0xEB, 0xFB]).unwrap();
+        let mut cpu = Cpu::new(0x1000, mem.size());
+        assert_eq!(jit.run(&mut cpu, &mut mem, 1000), Exit::BudgetExhausted);
+        assert!(jit.stats().chain_hits > 0, "{:?}", jit.stats());
+        let table = jit.table.as_ref().expect("made at the first run of generated code");
+        assert_eq!(jit.ctx.table, table.address());
+        let start = std::ptr::from_ref(&jit) as usize;
+        // A `Ctx` behind a pointer would coerce here too.
+        let ctx = std::ptr::from_ref::<Ctx>(&jit.ctx) as usize;
+        assert!(start <= ctx && ctx + size_of::<Ctx>() <= start + size_of::<Jit>());
+        // Small enough that many VMs' JITs share a page.
+        assert!(size_of::<Jit>() <= 2048, "{}", size_of::<Jit>());
     }
 }

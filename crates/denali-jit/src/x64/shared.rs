@@ -3,8 +3,8 @@
 //!
 //! A translation depends only on its start address, the guest bytes from there to its last
 //! byte, and the memory size (an immediate of its bounds checks and direct exits): everything
-//! else a block reaches is per VM and goes through registers (`rdi`: the `Ctx` and the VM's
-//! chaining table; `rbp`: its memory; `r10`: its code-page table). So a block one VM
+//! else a block reaches is per VM and goes through registers (`rdi`: the `Ctx`, and through
+//! it the VM's chaining table; `rbp`: its memory; `r10`: its code-page table). So a block one VM
 //! translated can run for any VM whose memory has that size and holds those bytes there.
 //! Each shared block keeps its bytes, and a VM takes it only after comparing them with its own
 //! memory; from then on the VM treats it as one of its own blocks (marks its pages, drops it
@@ -17,7 +17,7 @@
 
 use super::AddrMap;
 use super::arena::SharedArena;
-use super::ctx::State;
+use super::ctx::{Ctx, Table};
 use super::translate::Translation;
 use denali_engine::GuestMemory;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -117,10 +117,10 @@ impl SharedJit {
         Some(block)
     }
 
-    /// Runs the shared block at `offset` (from `find` or `publish`) on `state`; as
-    /// `Arena::call`.
-    pub(crate) fn call(&self, offset: usize, state: &mut State) {
-        self.arena.call(offset, state);
+    /// Runs the shared block at `offset` (from `find` or `publish`) on `ctx` and the VM's own
+    /// `table`; as `Arena::call`.
+    pub(crate) fn call(&self, offset: usize, ctx: &mut Ctx, table: &Table) {
+        self.arena.call(offset, ctx, table);
     }
 }
 

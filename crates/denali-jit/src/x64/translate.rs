@@ -8,7 +8,7 @@
 //! | rax rdx rbx | guest EAX EDX EBX (so AL/AH, DL/DH, BL/BH are themselves) |
 //! | rsi | guest ECX (CL is SIL; CH has no host name, so CH falls back) |
 //! | r12 r13 r14 r15 | guest ESP EBP ESI EDI |
-//! | rdi | the `Ctx` pointer |
+//! | rdi | the `Ctx` pointer (`Ctx::table`: the chaining table) |
 //! | rbp | host address of guest address 0 (and the GS base, in guard-region mode) |
 //! | r9 | jumps between blocks in this run (`Ctx::runs`) |
 //! | r10 | the code-page table (one byte per page) |
@@ -966,15 +966,17 @@ fn chain(a: &mut Asm, target: u32, mem_size: u32, own: Own, links: &mut Vec<(usi
         return;
     }
     #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation, reason = "below 2^31; slots * 16 < 2^31")]
-    let (t, at) = (target as i32, ctx::TABLE + (ctx::slot(target) * 16) as i32);
+    let (t, at) = (target as i32, (ctx::slot(target) * 16) as i32);
     // The link: `jmp rel32` to the next instruction until the runtime points it at the
     // target's inner entry (and back when that block is dropped).
     a.extend([0xE9, 0, 0, 0, 0].iter());
     links.push((a.offset().0 - 4, target));
-    // The tag is !target, so tag + target + 1 wraps to zero exactly on a match.
+    // The tag is !target, so tag + target + 1 wraps to zero exactly on a match. r8 keeps the
+    // table's address for the jump (rcx is 0 on a match).
     dynasm!(a
         ; .arch x64
-        ; mov rcx, QWORD [rdi + at]
+        ; mov r8, QWORD [rdi + ctx::TABLE]
+        ; mov rcx, QWORD [r8 + at]
         ; lea rcx, [rcx + t + 1]
         ; jrcxz >hit
     );
@@ -983,7 +985,7 @@ fn chain(a: &mut Asm, target: u32, mem_size: u32, own: Own, links: &mut Vec<(usi
         ; .arch x64
         ; jmp ->exit
         ; hit:
-        ; jmp QWORD [rdi + at + 8]
+        ; jmp QWORD [r8 + at + 8]
     );
 }
 
@@ -1001,7 +1003,10 @@ fn chain_indirect(a: &mut Asm) {
         ; mov r8d, r8d
         ; lea r8, [r8 * 8]
         ; push r9
-        ; mov r9, QWORD [rdi + r8 * 2 + ctx::TABLE]
+        // r8: the slot's host address.
+        ; mov r9, QWORD [rdi + ctx::TABLE]
+        ; lea r8, [r9 + r8 * 2]
+        ; mov r9, QWORD [r8]
         ; lea rcx, [rcx + r9 + 1]
         ; jrcxz >hit
         // A miss: rcx + !tag (= rcx - tag - 1) is the target again; only now is it stored.
@@ -1013,7 +1018,7 @@ fn chain_indirect(a: &mut Asm) {
         ; jmp ->exit
         ; hit:
         ; pop r9
-        ; jmp QWORD [rdi + r8 * 2 + ctx::TABLE + 8]
+        ; jmp QWORD [r8 + 8]
     );
 }
 
