@@ -11,7 +11,7 @@
 //! | rdi | the `Ctx` pointer (`Ctx::table`: the chaining table) |
 //! | rbp | host address of guest address 0 (and the GS base, in guard-region mode) |
 //! | r9 | jumps between blocks in this run (`Ctx::runs`) |
-//! | r10 | the code-page table (one byte per page) |
+//! | r10 | the code-page table (one byte per page); with write-protected code, the chaining table |
 //! | r11 | the budget left (`Ctx::left`, below 2^31) |
 //! | r8 | guest address of the current access (zero-extended) |
 //! | rcx | scratch of the flag-free checks (`jrcxz`) |
@@ -947,6 +947,8 @@ struct Own {
     start: u32,
     inner: DynamicLabel,
     taken: DynamicLabel,
+    /// r10 holds the chaining table, not the code-page table (see `translate_checked`).
+    table_in_r10: bool,
 }
 
 /// Leaves the block for the direct target `target`: straight into its translation when the
@@ -973,9 +975,13 @@ fn chain(a: &mut Asm, target: u32, mem_size: u32, own: Own, links: &mut Vec<(usi
     links.push((a.offset().0 - 4, target));
     // The tag is !target, so tag + target + 1 wraps to zero exactly on a match. r8 keeps the
     // table's address for the jump (rcx is 0 on a match).
+    if own.table_in_r10 {
+        dynasm!(a ; .arch x64 ; mov r8, r10);
+    } else {
+        dynasm!(a ; .arch x64 ; mov r8, QWORD [rdi + ctx::TABLE]);
+    }
     dynasm!(a
         ; .arch x64
-        ; mov r8, QWORD [rdi + ctx::TABLE]
         ; mov rcx, QWORD [r8 + at]
         ; lea rcx, [rcx + t + 1]
         ; jrcxz >hit
@@ -993,7 +999,7 @@ fn chain(a: &mut Asm, target: u32, mem_size: u32, own: Own, links: &mut Vec<(usi
 /// translation when the chaining table holds it, else to the runtime, which looks it up (and
 /// raises whatever an invalid target raises). Hashes with `crc32` (see `ctx::slot`); touches
 /// no host flag.
-fn chain_indirect(a: &mut Asm) {
+fn chain_indirect(a: &mut Asm, own: Own) {
     dynasm!(a
         ; .arch x64
         ; lea r9, [r9 + 1]
@@ -1003,9 +1009,19 @@ fn chain_indirect(a: &mut Asm) {
         ; mov r8d, r8d
         ; lea r8, [r8 * 8]
         ; push r9
-        // r8: the slot's host address.
-        ; mov r9, QWORD [rdi + ctx::TABLE]
-        ; lea r8, [r9 + r8 * 2]
+    );
+    // r8: the slot's host address.
+    if own.table_in_r10 {
+        dynasm!(a ; .arch x64 ; lea r8, [r10 + r8 * 2]);
+    } else {
+        dynasm!(a
+            ; .arch x64
+            ; mov r9, QWORD [rdi + ctx::TABLE]
+            ; lea r8, [r9 + r8 * 2]
+        );
+    }
+    dynasm!(a
+        ; .arch x64
         ; mov r9, QWORD [r8]
         ; lea rcx, [rcx + r9 + 1]
         ; jrcxz >hit
@@ -1123,9 +1139,16 @@ fn translate_checked(
         ; push r15
         ; mov rbp, QWORD [rdi + ctx::MEM_BASE]
         ; mov r9, QWORD [rdi + ctx::RUNS]
-        ; mov r10, QWORD [rdi + ctx::CODE_PAGES]
         ; mov r11, QWORD [rdi + ctx::LEFT]
     );
+    // With write-protected code no store looks at the code-page table (but REP STOS, which
+    // loads it itself), so r10 holds the chaining table every indirect branch and return
+    // hashes into: one load less on their path.
+    if protected {
+        dynasm!(a ; .arch x64 ; mov r10, QWORD [rdi + ctx::TABLE]);
+    } else {
+        dynasm!(a ; .arch x64 ; mov r10, QWORD [rdi + ctx::CODE_PAGES]);
+    }
     if segment {
         // The GS base is this thread's, and the runtime may have run another memory on it.
         dynasm!(a ; .arch x64 ; wrgsbase rbp);
@@ -1153,7 +1176,7 @@ fn translate_checked(
     let mem_size = mem.size();
     // Inner entry: take the block's instructions from the budget, or stop before it. Its exit
     // lies just before it, within the reach of `jrcxz` backwards: the outer entry jumps over.
-    let own = Own { start, inner: a.new_dynamic_label(), taken: a.new_dynamic_label() };
+    let own = Own { start, inner: a.new_dynamic_label(), taken: a.new_dynamic_label(), table_in_r10: protected };
     let no_budget = a.new_dynamic_label();
     #[allow(clippy::cast_possible_wrap, reason = "at most MAX_BLOCK instructions")]
     let n32 = n as i32;
@@ -1512,7 +1535,7 @@ fn emit_instruction(
             dynasm!(a ; .arch x64 ; mov ecx, DWORD [r12 + rbp]);
             may_fault(a, from);
             dynasm!(a ; .arch x64 ; lea r12d, [r12 + adjust]);
-            chain_indirect(a);
+            chain_indirect(a, own);
             out.ended = true;
         }
         Kind::JmpInd(reg) | Kind::CallInd(reg) => {
@@ -1535,10 +1558,10 @@ fn emit_instruction(
             } else if reg.is_none() {
                 may_fault(a, from);
             }
-            chain_indirect(a);
+            chain_indirect(a, own);
             out.ended = true;
         }
-        Kind::RepStos(shift) => rep_stos(a, shift, b.mem_size, stop?)?,
+        Kind::RepStos(shift) => rep_stos(a, shift, b.mem_size, stop?, own.table_in_r10)?,
         Kind::Jcc(target, cc) if i + 1 < c.len() && target == start => {
             // A loop back to the block's start: the taken arm is the likely one, so it runs
             // inline, as the one branch of a pass: the next pass's count net of the refund of
@@ -1759,13 +1782,21 @@ fn fix_after(a: &mut Asm, f: Fixup) -> Option<()> {
 /// retires once and changes nothing. Each iteration retires as one instruction: the block
 /// counted one, the other ECX - 1 are taken from r11 here. Saves the flags around its own
 /// comparisons (`pushfq`/`popfq`: cheaper than the exit to the runtime it replaces).
-fn rep_stos(a: &mut Asm, shift: u8, mem_size: u32, stop: DynamicLabel) -> Option<()> {
+fn rep_stos(a: &mut Asm, shift: u8, mem_size: u32, stop: DynamicLabel, table_in_r10: bool) -> Option<()> {
     let fail = a.new_dynamic_label();
     let nothing = a.new_dynamic_label();
+    dynasm!(a ; .arch x64 ; pushfq);
+    if table_in_r10 {
+        // The code-page table in r10 for the range's look, the chaining table back after.
+        dynasm!(a
+            ; .arch x64
+            ; push r10
+            ; mov r10, QWORD [rdi + ctx::CODE_PAGES]
+        );
+    }
     // The exclusive end must not pass mem_size (no wrap at 4 GiB either: mem_size < 2^32).
     dynasm!(a
         ; .arch x64
-        ; pushfq
         ; mov ecx, esi
         ; test ecx, ecx
         ; jz =>nothing
@@ -1809,15 +1840,23 @@ fn rep_stos(a: &mut Asm, shift: u8, mem_size: u32, stop: DynamicLabel) -> Option
         ; mov r15d, edi
         ; pop rdi
         ; mov esi, 0
-        ; popfq
         ; jmp >done
         ; =>fail
+    );
+    if table_in_r10 {
+        dynasm!(a ; .arch x64 ; pop r10);
+    }
+    dynasm!(a
+        ; .arch x64
         ; popfq
         ; jmp =>stop
         ; =>nothing
-        ; popfq
         ; done:
     );
+    if table_in_r10 {
+        dynasm!(a ; .arch x64 ; pop r10);
+    }
+    dynasm!(a ; .arch x64 ; popfq);
     Some(())
 }
 
