@@ -58,23 +58,7 @@ fn a_translated_store_to_translated_code_faults_and_the_new_code_runs() {
 /// as a whole (nothing of it lands) and the interpreter makes it, dropping the code.
 #[test]
 fn a_translated_store_straddling_into_protected_code_faults_whole() {
-    let setup = |mem: &mut GuestMemory| {
-        mem.write(
-            0x1000,
-            &[
-                0xE8, 0xFB, 0x1F, 0x00, 0x00, // 0x1000 call 0x3000 (translates it)
-                0xB8, 0x00, 0x00, 0xFA, 0x90, // 0x1005 mov eax, 0x90FA0000
-                0xBB, 0xFE, 0x2F, 0x00, 0x00, // 0x100A mov ebx, 0x2FFE
-                0x89, 0x03, // 0x100F mov [ebx], eax: cli at 0x3000
-                0xE8, 0xEA, 0x1F, 0x00, 0x00, // 0x1011 call 0x3000
-                0xCD, 0xD0, // 0x1016 terminate
-            ],
-        )
-        .unwrap();
-        mem.write(0x3000, &[0x40, 0x90, 0xC3]).unwrap(); // inc eax; nop; ret
-        Cpu::new(0x1000, mem.size())
-    };
-    let (cpu, stats) = agree(&setup, 1000);
+    let (cpu, stats) = agree(&common::straddling_store_into_code, 1000);
     assert_eq!(cpu.eip, 0x3000, "cli raises INVALID where it was written");
     assert!(stats.guard_faults > 0, "{stats:?}");
 }

@@ -122,3 +122,23 @@ pub fn flat(code: &[u8]) -> impl Fn(&mut GuestMemory) -> Cpu + '_ {
         Cpu::new(0x1000, mem.size())
     }
 }
+
+/// A guest that translates the function at 0x3000 (`inc eax; nop; ret`) by calling it, then
+/// stores a dword at 0x2FFE that starts on a page without code and ends on the function's,
+/// writing `cli` at 0x3000, and calls it again: the store must drop the cached code.
+pub fn straddling_store_into_code(mem: &mut GuestMemory) -> Cpu {
+    mem.write(
+        0x1000,
+        &[
+            0xE8, 0xFB, 0x1F, 0x00, 0x00, // 0x1000 call 0x3000 (translates it)
+            0xB8, 0x00, 0x00, 0xFA, 0x90, // 0x1005 mov eax, 0x90FA0000
+            0xBB, 0xFE, 0x2F, 0x00, 0x00, // 0x100A mov ebx, 0x2FFE
+            0x89, 0x03, // 0x100F mov [ebx], eax: cli at 0x3000
+            0xE8, 0xEA, 0x1F, 0x00, 0x00, // 0x1011 call 0x3000
+            0xCD, 0xD0, // 0x1016 terminate
+        ],
+    )
+    .unwrap();
+    mem.write(0x3000, &[0x40, 0x90, 0xC3]).unwrap(); // inc eax; nop; ret
+    Cpu::new(0x1000, mem.size())
+}
