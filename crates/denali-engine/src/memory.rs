@@ -346,24 +346,36 @@ impl GuestMemory {
         Ok(())
     }
 
+    /// [`GuestMemory::write`] of a width known when compiled: one store, no copy loop. The
+    /// kernel writes `TIME_US` this way at every VM switch.
+    #[inline]
+    fn write_array<const N: usize>(&mut self, addr: u32, data: [u8; N]) -> Result<(), OutOfBounds> {
+        let range = self.range(addr, N)?;
+        self.note_write(range.start, range.end - 1);
+        if let Some(bytes) = self.map.get_mut(range) {
+            bytes.copy_from_slice(&data);
+        }
+        Ok(())
+    }
+
     #[inline]
     pub fn write_u8(&mut self, addr: u32, value: u8) -> Result<(), OutOfBounds> {
-        self.write(addr, &[value])
+        self.write_array(addr, [value])
     }
 
     #[inline]
     pub fn write_u16(&mut self, addr: u32, value: u16) -> Result<(), OutOfBounds> {
-        self.write(addr, &value.to_le_bytes())
+        self.write_array(addr, value.to_le_bytes())
     }
 
     #[inline]
     pub fn write_u32(&mut self, addr: u32, value: u32) -> Result<(), OutOfBounds> {
-        self.write(addr, &value.to_le_bytes())
+        self.write_array(addr, value.to_le_bytes())
     }
 
     #[inline]
     pub fn write_u64(&mut self, addr: u32, value: u64) -> Result<(), OutOfBounds> {
-        self.write(addr, &value.to_le_bytes())
+        self.write_array(addr, value.to_le_bytes())
     }
 
     /// Fills `addr..addr+len` with `byte`, entirely or not at all.
@@ -382,19 +394,26 @@ impl GuestMemory {
         let (first_page, last_page) = (first >> shift, last >> shift);
         for page in first_page..=last_page {
             if self.code_pages[page] & CODE != 0 {
-                if self.code_pages[page] & PROTECTED != 0 {
-                    // Before the caller writes: the write would fault in Rust code.
-                    self.unprotect(page);
-                }
-                self.code_pages[page] &= !CODE;
-                if let Some(previous) = self.previous_page(page) {
-                    self.code_pages[previous] &= !NEXT_CODE;
-                }
-                self.code_writes += 1;
-                #[allow(clippy::cast_possible_truncation, reason = "page numbers of a 32-bit space fit in u32")]
-                self.written_code_pages.push(page as u32);
+                self.note_code_write(page);
             }
         }
+    }
+
+    /// A write to `page`, which holds code: out of line, as it is rare.
+    #[cold]
+    #[inline(never)]
+    fn note_code_write(&mut self, page: usize) {
+        if self.code_pages[page] & PROTECTED != 0 {
+            // Before the caller writes: the write would fault in Rust code.
+            self.unprotect(page);
+        }
+        self.code_pages[page] &= !CODE;
+        if let Some(previous) = self.previous_page(page) {
+            self.code_pages[previous] &= !NEXT_CODE;
+        }
+        self.code_writes += 1;
+        #[allow(clippy::cast_possible_truncation, reason = "page numbers of a 32-bit space fit in u32")]
+        self.written_code_pages.push(page as u32);
     }
 
     /// Records that an engine cached code decoded from `page`, so that writes to it are reported.
