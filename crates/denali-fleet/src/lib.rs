@@ -5,7 +5,8 @@
 //! fleet runs (threads, quantum, interrupt mode, engine and console factories) and what each
 //! VM has (image, memory, its own engine, its devices: disks, keyboard, network); [`worker`]
 //! is the scheduler the worker threads share: one round-robin run queue, one heap of idle
-//! deadlines and the table of VMs, behind one lock; [`fleet`] lays out each image once,
+//! deadlines and the table of VMs, behind one lock, reading the clock (`clock`, `tsc`) once per
+//! switch; [`fleet`] lays out each image once,
 //! starts the workers and gathers the [`report`].
 //!
 //! Invariants: a VM runs on one worker thread at a time, on whichever is free (VMs are
@@ -20,6 +21,7 @@ pub mod config;
 pub mod fleet;
 pub mod gatekeeper;
 pub mod report;
+mod tsc;
 mod worker;
 
 pub use config::{ConsoleFactory, EngineFactory, FleetConfig, InterruptMode, KeyboardFeed, VmDevices, VmSpec};

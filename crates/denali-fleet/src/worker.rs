@@ -237,12 +237,20 @@ enum Task {
     Done,
 }
 
-/// What a quantum left the VM doing.
+/// What a quantum left the VM doing. At most 16 bytes, so that it travels in registers:
+/// a larger value is copied through memory with wide loads just after it was written with
+/// narrow stores, a store-forwarding stall at every switch.
 enum Filed {
     Ready,
     Idle(Option<Duration>),
-    Ended(VmEnd),
+    Ended(Box<VmEnd>),
 }
+
+const _: () = assert!(std::mem::size_of::<Filed>() <= 16);
+
+/// A VM that ended, out of the table, to be reported and dropped outside the lock. Boxed
+/// where it is returned, for the reason of [`Filed`].
+struct Ended(Slot, Box<Vm>, VmEnd);
 
 /// A VM back from a quantum, to be filed at the worker's next lock.
 struct Ran {
@@ -283,13 +291,16 @@ impl Worker<'_, '_> {
     fn run(&mut self) {
         let busy_since = Instant::now();
         let mut idle_time = Duration::ZERO;
-        let mut last: Option<Ran> = None;
+        let mut next = self.next_task(None);
         loop {
-            let (task, waited) = self.next_task(last.take());
+            let (task, waited) = next;
             idle_time += waited;
-            match task {
+            next = match task {
                 Task::Done => break,
-                Task::Boot(batch) => self.boot(batch),
+                Task::Boot(batch) => {
+                    self.boot(batch);
+                    self.next_task(None)
+                }
                 Task::Run(slot, mut vm, started) => {
                     self.booted_since_run = 0;
                     let before = vm.cpu().instructions;
@@ -297,14 +308,15 @@ impl Worker<'_, '_> {
                     let filed = self.run_quantum(&mut vm);
                     self.shared.clock.hand(None);
                     let retired = vm.cpu().instructions - before;
-                    last = Some(Ran { slot, vm, filed, started, retired });
+                    self.next_task(Some(Ran { slot, vm, filed, started, retired }))
                 }
                 Task::Deadlock(slots) => {
                     for s in slots {
                         self.end(s, VmEnd::Deadlocked);
                     }
+                    self.next_task(None)
                 }
-            }
+            };
         }
         self.totals.busy += busy_since.elapsed().saturating_sub(idle_time);
     }
@@ -324,7 +336,8 @@ impl Worker<'_, '_> {
             sched.in_flight -= 1;
             ended = file(&mut sched, ran, now, shared.done.load(Ordering::SeqCst));
         }
-        if let Some((s, vm, end)) = ended {
+        if let Some(ended) = ended {
+            let Ended(s, vm, end) = *ended;
             // Dropping a VM detaches its NIC from the switch: never under the scheduler lock.
             drop(sched);
             let (report, mem) = (report(&s, Some(&vm), end), u64::from(vm.memory().size()));
@@ -338,7 +351,12 @@ impl Worker<'_, '_> {
             if shared.done.load(Ordering::SeqCst) {
                 return (Task::Done, waited);
             }
-            hub.rung.store(false, Ordering::SeqCst);
+            // A load first: an atomic store is a full barrier, paid at every switch. A ring
+            // that sets it between the two is then seen by the next look, as it would be
+            // had it come a little later.
+            if hub.rung.load(Ordering::Relaxed) {
+                hub.rung.store(false, Ordering::SeqCst);
+            }
             sched.take_wakes(sync);
             sched.expire_timers(now);
             let boot_first = self.booted_since_run < BOOT_BATCH || sched.runnable() == 0;
@@ -485,11 +503,11 @@ impl Worker<'_, '_> {
         match result {
             Ok(Quantum::Ran) => Filed::Ready,
             Ok(Quantum::Idle { until }) => Filed::Idle(until),
-            Ok(Quantum::Stopped(Outcome::Terminated(status))) => Filed::Ended(VmEnd::Terminated(status)),
-            Ok(Quantum::Stopped(Outcome::Fault(fault))) => Filed::Ended(VmEnd::Fault(fault)),
+            Ok(Quantum::Stopped(Outcome::Terminated(status))) => Filed::Ended(Box::new(VmEnd::Terminated(status))),
+            Ok(Quantum::Stopped(Outcome::Fault(fault))) => Filed::Ended(Box::new(VmEnd::Fault(fault))),
             // run_quantum never reports the limit of `Vm::run`; treat it as ready.
             Ok(Quantum::Stopped(Outcome::Limit)) => Filed::Ready,
-            Err(e) => Filed::Ended(VmEnd::HostError(format!("writing guest output: {e}"))),
+            Err(e) => Filed::Ended(Box::new(VmEnd::HostError(format!("writing guest output: {e}")))),
         }
     }
 
@@ -515,7 +533,8 @@ impl Worker<'_, '_> {
 
 /// Puts a VM back after its quantum: in the run queue, the deadline heap, or out of the
 /// table when it ended (or the fleet is done), returned to be dropped outside the lock.
-fn file(sched: &mut Sched, ran: Ran, now: Duration, done: bool) -> Option<(Slot, Box<Vm>, VmEnd)> {
+/// Reads `ran` field by field, never copying it whole (see [`Filed`]).
+fn file(sched: &mut Sched, ran: Ran, now: Duration, done: bool) -> Option<Box<Ended>> {
     let Ran { slot, vm, filed, started, retired } = ran;
     let s = sched.slots.get_mut(slot)?.as_mut()?;
     s.cpu_time += now.saturating_sub(started);
@@ -523,7 +542,7 @@ fn file(sched: &mut Sched, ran: Ran, now: Duration, done: bool) -> Option<(Slot,
     s.vtime += retired;
     let vtime = s.vtime;
     let until = match filed {
-        Filed::Ended(end) => return take(sched, slot, vm, end),
+        Filed::Ended(end) => return take(sched, slot, vm, *end),
         _ if done => return take(sched, slot, vm, VmEnd::Stopped),
         Filed::Idle(until) => Some(until),
         Filed::Ready => None,
@@ -545,8 +564,8 @@ fn file(sched: &mut Sched, ran: Ran, now: Duration, done: bool) -> Option<(Slot,
 }
 
 /// Takes an ended VM's slot out of the table.
-fn take(sched: &mut Sched, slot: usize, vm: Box<Vm>, end: VmEnd) -> Option<(Slot, Box<Vm>, VmEnd)> {
+fn take(sched: &mut Sched, slot: usize, vm: Box<Vm>, end: VmEnd) -> Option<Box<Ended>> {
     let s = sched.slots.get_mut(slot)?.take()?;
     sched.free.push(slot);
-    Some((s, vm, end))
+    Some(Box::new(Ended(s, vm, end)))
 }

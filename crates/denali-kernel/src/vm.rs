@@ -78,6 +78,9 @@ pub struct Vm {
     clock: Arc<dyn Clock>,
     /// The clock's time at boot: the origin of `TIME_US` and of device times.
     boot: Duration,
+    /// The latest time the VM was given, in microseconds since boot: its time never goes
+    /// back, even if two threads' readings of a clock disagree by a little.
+    time_us: u64,
     /// Devices are polled at slice boundaries: when the engine used up a slice budget, after
     /// an idle, or once a slice's worth of instructions retired through other exits. Not after
     /// every I/O exit, so requests really are asynchronous and queues can fill.
@@ -187,6 +190,7 @@ impl Vm {
             id,
             devices: Devices::new(vregs::mac_address(id)),
             boot: clock.now(),
+            time_us: 0,
             clock,
             poll_due: true,
             polled_at: 0,
@@ -226,6 +230,7 @@ impl Vm {
     /// before running.
     pub fn set_clock(&mut self, clock: Arc<dyn Clock>) {
         self.boot = clock.now();
+        self.time_us = 0;
         self.clock = clock;
     }
 
@@ -464,8 +469,10 @@ impl Vm {
     }
 
     /// Microseconds since boot on the VM's clock.
-    fn now_us(&self) -> u64 {
-        u64::try_from(self.clock.now().saturating_sub(self.boot).as_micros()).unwrap_or(u64::MAX)
+    fn now_us(&mut self) -> u64 {
+        let now = u64::try_from(self.clock.now().saturating_sub(self.boot).as_micros()).unwrap_or(u64::MAX);
+        self.time_us = self.time_us.max(now);
+        self.time_us
     }
 
     fn exception(&mut self, exception: Exception) -> Option<Outcome> {

@@ -99,6 +99,38 @@ fn time_advances_between_slices() {
     assert!(vm.cpu().regs[reg::EAX] >= 5000, "TIME_US = {}", vm.cpu().regs[reg::EAX]);
 }
 
+/// A clock whose readings are set by the test, so it can go back.
+#[derive(Debug, Default)]
+struct SetClock(std::sync::atomic::AtomicU64);
+
+impl denali_kernel::Clock for SetClock {
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    fn wait(&self, _: Option<std::time::Duration>, _: &denali_kernel::Doorbell) {}
+}
+
+#[test]
+fn time_never_goes_back_when_the_clock_does() {
+    // Two threads' readings of one clock may disagree by a little; a VM moving between
+    // them must still see its time only move forward.
+    let (mut vm, _) = vm(vec![retire(1), retire(1), retire(1)]);
+    let clock = std::sync::Arc::new(SetClock::default());
+    vm.set_clock(clock.clone());
+    let set = |micros| clock.0.store(micros, std::sync::atomic::Ordering::SeqCst);
+    let time = |vm: &Vm| vm.memory().read_u64(vreg::TIME_US).unwrap();
+    set(5_000);
+    vm.run_quantum(1).unwrap();
+    assert_eq!(time(&vm), 5_000);
+    set(4_000);
+    vm.run_quantum(1).unwrap();
+    assert_eq!(time(&vm), 5_000, "TIME_US went back with the clock");
+    set(6_000);
+    vm.run_quantum(1).unwrap();
+    assert_eq!(time(&vm), 6_000);
+}
+
 #[test]
 fn terminate_reports_status_and_retires() {
     let (mut vm, _) = vm(vec![with_eax(7, terminate(7))]);
