@@ -78,7 +78,7 @@ pub(crate) fn port_out(
         port::NIC_SEND | port::NIC_RECV => {
             let Some(request) = BufferBlock::parse(memory, value) else { return Ok(PortAction::Fault) };
             if number == port::NIC_SEND {
-                devices.nic.send(memory, request);
+                devices.nic_send(memory, request);
             } else {
                 devices.nic.receive(memory, request);
             }

@@ -495,6 +495,27 @@ fn the_nic_transmit_queue_is_bounded() {
 }
 
 #[test]
+fn a_private_switch_drains_at_each_slice_boundary() {
+    // A VM whose NIC is on no shared switch: its frames go nowhere, but they still pass
+    // through its transmit queue, which the poll at a slice boundary empties.
+    let full = switch::TX_CAPACITY as u32;
+    let send = |i: u32| {
+        use block::buffer::*;
+        request(port::NIC_SEND, REQ + i * 16, vec![(ADDR, BUF), (LEN, 64), (STATUS, 0xAAAA)])
+    };
+    let mut steps: Vec<Step> = (0..full).map(send).collect();
+    steps.push(Box::new(|_, _, _| Exit::BudgetExhausted));
+    steps.extend((full..2 * full).map(send));
+    let mut vm = vm(steps);
+    vm.run(Some(u64::from(2 * full))).unwrap();
+    for i in 0..2 * full {
+        assert_eq!(read(&vm, REQ + i * 16 + block::buffer::STATUS), status::OK, "frame {i}");
+    }
+    let (switch, port) = vm.switch_port();
+    assert_eq!(switch.counters(port).tx, u64::from(full), "frames forwarded by the poll");
+}
+
+#[test]
 fn switch_broadcasts_forwards_by_mac_and_counts_per_port() {
     let switch = Switch::new();
     let macs: Vec<[u8; 6]> = (0..3).map(denali_kernel::vregs::mac_address).collect();

@@ -80,6 +80,10 @@ impl Keyboard {
 
     /// Moves available input into the queue; true if any byte arrived (raise KEYBOARD).
     pub fn poll(&mut self) -> bool {
+        if self.backlog.is_empty() && self.feed.is_none() {
+            // Nothing can arrive: the common case, at every VM switch.
+            return false;
+        }
         let before = self.queue.len();
         loop {
             while self.queue.len() < QUEUE_CAPACITY {

@@ -40,6 +40,11 @@ pub(crate) struct Devices {
     pub nic: Nic,
     /// Rung by other threads that feed this VM (keyboard input, frames for its NIC).
     pub bell: Doorbell,
+    /// The NIC is on a switch other VMs may share ([`Devices::connect`]), not the private
+    /// one it starts on, where no frame can arrive.
+    networked: bool,
+    /// The guest sent a frame on the private switch since the last poll.
+    sent_alone: bool,
 }
 
 impl Devices {
@@ -47,18 +52,36 @@ impl Devices {
     pub fn new(mac: [u8; 6]) -> Devices {
         let bell = Doorbell::new();
         let nic = Nic::new(&Switch::new(), mac, bell.clone());
-        Devices { timer: Timer::default(), keyboard: Keyboard::default(), disks: DiskDevice::default(), nic, bell }
+        Devices {
+            timer: Timer::default(),
+            keyboard: Keyboard::default(),
+            disks: DiskDevice::default(),
+            nic,
+            bell,
+            networked: false,
+            sent_alone: false,
+        }
     }
 
     /// Moves the NIC to `switch` (with the same MAC address).
     pub fn connect(&mut self, switch: &Arc<Switch>, mac: [u8; 6]) {
         self.nic = Nic::new(switch, mac, self.bell.clone());
+        self.networked = true;
+    }
+
+    /// `NIC_SEND`. Notes a frame sent on the private switch, so that polls look at that
+    /// switch only when it may hold one: at every VM switch it was a cache miss of its own.
+    pub(crate) fn nic_send(&mut self, memory: &mut GuestMemory, request: request::BufferBlock) {
+        self.nic.send(memory, request);
+        self.sent_alone |= !self.networked;
     }
 
     /// Advances every device to `now_us`: forwards queued frames, completes disk requests,
     /// expires the timer and takes in input. Returns the interrupt bits to raise.
     pub fn poll(&mut self, memory: &mut GuestMemory, now_us: u64) -> u32 {
-        self.nic.switch().pump();
+        if self.networked || std::mem::take(&mut self.sent_alone) {
+            self.nic.switch().pump();
+        }
         let mut mask = 0;
         if self.disks.complete(memory) {
             mask |= 1 << irq::DISK;
@@ -69,7 +92,7 @@ impl Devices {
         if self.keyboard.poll() {
             mask |= 1 << irq::KEYBOARD;
         }
-        if self.nic.poll() {
+        if self.networked && self.nic.poll() {
             mask |= 1 << irq::NIC_RX;
         }
         mask
