@@ -79,11 +79,13 @@ impl Keyboard {
     }
 
     /// Moves available input into the queue; true if any byte arrived (raise KEYBOARD).
+    #[inline]
     pub fn poll(&mut self) -> bool {
-        if self.backlog.is_empty() && self.feed.is_none() {
-            // Nothing can arrive: the common case, at every VM switch.
-            return false;
-        }
+        // Inline, the common case at every VM switch: nothing can arrive.
+        (!self.backlog.is_empty() || self.feed.is_some()) && self.take_input()
+    }
+
+    fn take_input(&mut self) -> bool {
         let before = self.queue.len();
         loop {
             while self.queue.len() < QUEUE_CAPACITY {
