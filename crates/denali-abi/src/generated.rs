@@ -19,7 +19,7 @@ pub mod vreg {
     pub const MEM_SIZE: u32 = 0x00c;
     /// Width in bytes of [`MEM_SIZE`].
     pub const MEM_SIZE_WIDTH: u32 = 4;
-    /// Microseconds since the VM booted. Refreshed when the VM is scheduled, after every IN, OUT and idle. Width 8 bytes; written by the kernel.
+    /// Microseconds since the VM booted; never decreases. Refreshed when the VM is scheduled, after every IN, OUT and idle. Width 8 bytes; written by the kernel.
     pub const TIME_US: u32 = 0x010;
     /// Width in bytes of [`TIME_US`].
     pub const TIME_US_WIDTH: u32 = 8;
