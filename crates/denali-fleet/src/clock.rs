@@ -1,11 +1,12 @@
 //! The fleet's clock: read once per VM switch, from the TSC where the kernel keeps time with
 //! it ([`TscClock`]), else from the host's monotonic clock.
 //!
-//! Reading the clock is a large part of switching VMs. The scheduler reads it when it picks a VM and hands that reading to the VM's first clock
-//! read of the quantum (the device poll and `TIME_US` at the start of its first slice), which
-//! would otherwise read the clock again a few hundred nanoseconds later. Every other read is
-//! the host clock's. A VM never sees time go back: the reading was taken after its previous
-//! quantum had been filed, so after every reading of that quantum.
+//! Reading the clock is a large part of switching VMs. The scheduler reads it when it picks a
+//! VM and hands that reading to the VM's first clock read of the quantum (the device poll and
+//! `TIME_US` at the start of its first slice), which would otherwise read the clock again a few
+//! hundred nanoseconds later. Every other read reads the clock. A VM never sees time go back:
+//! the reading was taken after its previous quantum had been filed, so after every reading of
+//! that quantum (and the VM keeps its `TIME_US` from going back in any case).
 
 use std::cell::Cell;
 use std::time::Duration;

@@ -351,9 +351,9 @@ impl Worker<'_, '_> {
             if shared.done.load(Ordering::SeqCst) {
                 return (Task::Done, waited);
             }
-            // A load first: an atomic store is a full barrier, paid at every switch. A ring
-            // that sets it between the two is then seen by the next look, as it would be
-            // had it come a little later.
+            // Cleared only when set: an atomic store is a full barrier, which every switch
+            // paid. (A ring's store may land just after this, as before; it cuts one more
+            // slice in synchronous mode, and its wake-up is in `woken` already.)
             if hub.rung.load(Ordering::Relaxed) {
                 hub.rung.store(false, Ordering::SeqCst);
             }
