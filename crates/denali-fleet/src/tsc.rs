@@ -32,8 +32,9 @@ const PERIOD_NANOS: u64 = 10_000_000;
 const MIN_RATE_NANOS: u64 = 5_000_000;
 
 /// A pair of host-clock reads around a TSC read further apart than this (nanoseconds) was
-/// interrupted: the pair would skew the anchor, so it is not used.
-const MAX_PAIR_NANOS: u64 = 20_000;
+/// interrupted: the pair would skew the anchor and the next rate (by up to half of it, over a
+/// period), so it is not used. An uninterrupted pair takes well under 100 ns.
+const MAX_PAIR_NANOS: u64 = 2_000;
 
 /// Fixed-point scale of rates: nanoseconds per tick, times 2^32.
 const SCALE_BITS: u32 = 32;
