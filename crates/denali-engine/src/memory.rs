@@ -352,9 +352,7 @@ impl GuestMemory {
     fn write_array<const N: usize>(&mut self, addr: u32, data: [u8; N]) -> Result<(), OutOfBounds> {
         let range = self.range(addr, N)?;
         self.note_write(range.start, range.end - 1);
-        if let Some(bytes) = self.map.get_mut(range) {
-            bytes.copy_from_slice(&data);
-        }
+        self.map[range].copy_from_slice(&data);
         Ok(())
     }
 

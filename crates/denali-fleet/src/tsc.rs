@@ -209,12 +209,6 @@ impl<C: Counters> TscClock<C> {
     }
 }
 
-impl Default for TscClock {
-    fn default() -> TscClock {
-        TscClock::new()
-    }
-}
-
 /// `a / b` in the fixed point of rates.
 fn ratio(a: u64, b: u64) -> u64 {
     u64::try_from((u128::from(a) << SCALE_BITS) / u128::from(b.max(1))).unwrap_or(u64::MAX)

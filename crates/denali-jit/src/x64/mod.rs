@@ -539,8 +539,6 @@ impl Jit {
     }
 }
 
-/// The rel32 displacement of a `jmp` whose displacement field is at `field`, to `target`
-/// (arena offsets; the arena is far smaller than 2 GiB).
 /// Whether user code may set its GS base with `wrgsbase` (the kernel enabled FSGSBASE, Linux
 /// 5.9 and later): the base translated code addresses guard-region memory through. Glibc and
 /// Rust keep thread-local storage in FS, so GS is free for it.
@@ -557,6 +555,8 @@ fn segment_base_settable() -> bool {
     false
 }
 
+/// The rel32 displacement of a `jmp` whose displacement field is at `field`, to `target`
+/// (arena offsets; the arena is far smaller than 2 GiB).
 fn rel32(field: usize, target: usize) -> i32 {
     #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation, reason = "offsets below ARENA_SIZE")]
     let rel = target as i64 - (field as i64 + 4);
